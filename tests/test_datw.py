@@ -1,0 +1,170 @@
+"""datw.py as an executable specification: the properties DATW must have, oracles, dtypes."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from datw import (confidence, datw_weights, discrepancy, entropy_weights, fuse_logits, kd_loss,
+                  single_teacher_weights, teacher_weights, uniform_weights)
+
+METHODS = ["datw", "uniform", "entropy", "vit", "cnn"]
+
+
+def naive_datw(z_teachers, z_s, T=1.0, tau_w=0.1):
+    """DATW weights from the equations, one sample and one teacher at a time (Python floats)."""
+    B, C = z_s.shape
+    rows = []
+    for b in range(B):
+        s = [x - sum(z_s[b].tolist()) / C for x in z_s[b].tolist()]  # centred student logits
+        e = []
+        for z in z_teachers:
+            v = z[b].tolist()
+            m = max(x / T for x in v)
+            p = [math.exp(x / T - m) for x in v]
+            p = [x / sum(p) for x in p]
+            H = -sum(x * math.log(x) for x in p if x > 0)
+            c = 1 - H / math.log(C)
+            t = [x - sum(v) / C for x in v]
+            dot = sum(a * b for a, b in zip(t, s))
+            cos = dot / math.sqrt(sum(a * a for a in t) * sum(b * b for b in s))
+            e.append(c * (1 - cos) / 2)
+        w = [math.exp(x / tau_w) for x in e]
+        rows.append([x / sum(w) for x in w])
+    return torch.tensor(rows)
+
+
+def test_datw_weights_equal_naive_loop_for_three_teachers():
+    z_s = torch.randn(5, 7)
+    z_t = [2 * torch.randn(5, 7) for _ in range(3)]
+    for T, tau_w in [(1.0, 0.1), (4.0, 0.5)]:
+        w = datw_weights(z_t, z_s, T=T, tau_w=tau_w)
+        assert torch.allclose(w, naive_datw(z_t, z_s, T, tau_w), atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_weights_are_nonnegative_and_sum_to_one_per_sample(method):
+    z_s, z_vit, z_cnn = torch.randn(3, 16, 10).unbind(0)
+    # Every method accepts the same keywords, so a training script can pass them blindly.
+    w = teacher_weights(method, [z_vit, z_cnn], z_s, T=1.0, tau_w=0.1)
+    assert w.shape == (16, 2)
+    assert (w >= 0).all()
+    assert torch.allclose(w.sum(dim=1), torch.ones(16))
+
+
+def test_more_confident_teacher_gets_more_weight_all_else_equal():
+    # Scaling logits by s > 1 sharpens the softmax (lower entropy) but keeps the direction,
+    # so the discrepancy to the student is exactly the same: only confidence differs.
+    z_s, u = torch.randn(64, 10), torch.randn(64, 10)
+    s = 1.5 + 2 * torch.rand(64, 1)
+    z_t = [u, s * u]
+    assert torch.allclose(discrepancy(u, z_s), discrepancy(s * u, z_s), atol=1e-6)
+    assert (confidence(s * u) > confidence(u)).all()
+    w = datw_weights(z_t, z_s)
+    assert (w[:, 1] > w[:, 0]).all()
+
+
+def test_teacher_disagreeing_more_gets_more_weight_all_else_equal():
+    # Two permutations of the same logits have the same entropy (confidence) but point
+    # in different directions relative to the student: only the discrepancy differs.
+    z_s, u = torch.randn(64, 10), 3 * torch.randn(64, 10)
+    a, b = u[:, torch.randperm(10)], u[:, torch.randperm(10)]
+    assert torch.allclose(confidence(a), confidence(b), atol=1e-5)
+    d_a, d_b = discrepancy(a, z_s), discrepancy(b, z_s)
+    w = datw_weights([a, b], z_s)
+    clear = (d_a - d_b).abs() > 1e-3  # skip ties, where rounding decides
+    assert clear.sum() > 50
+    assert ((w[:, 0] > w[:, 1]) == (d_a > d_b))[clear].all()
+
+
+def test_teacher_identical_to_student_loses_to_equally_confident_different_one():
+    z_s = 3 * torch.randn(32, 10)
+    different = z_s[:, torch.roll(torch.arange(10), 1)]  # same values, other classes: same c
+    for redundant in (z_s, z_s + 5.0):  # + 5 changes no prediction: still redundant (centring)
+        w = datw_weights([redundant, different], z_s)
+        assert (w[:, 1] > w[:, 0]).all()
+        assert torch.allclose(discrepancy(redundant, z_s), torch.zeros(32), atol=1e-6)
+
+
+def test_identical_teachers_get_uniform_weights():
+    z_s, z = torch.randn(8, 10), torch.randn(8, 10)
+    for method in ("datw", "entropy", "uniform"):
+        assert torch.equal(teacher_weights(method, [z, z.clone()], z_s), torch.full((8, 2), 0.5))
+    assert torch.allclose(datw_weights([z, z, z], z_s), torch.full((8, 3), 1 / 3))
+
+
+def test_no_gradient_through_weights_or_target():
+    z_s = torch.randn(4, 6, requires_grad=True)
+    z_vit, z_cnn = torch.randn(4, 6, requires_grad=True), torch.randn(4, 6, requires_grad=True)
+    for method in METHODS:
+        assert not teacher_weights(method, [z_vit, z_cnn], z_s).requires_grad
+    w = datw_weights([z_vit, z_cnn], z_s)
+    loss = kd_loss(z_s, fuse_logits([z_vit, z_cnn], w), T=4.0)
+    loss.backward()
+    assert z_s.grad is not None and z_s.grad.abs().sum() > 0
+    assert z_vit.grad is None and z_cnn.grad is None  # kd_loss treats its target as constant
+
+
+def test_kd_loss_is_zero_when_student_equals_target():
+    z = 5 * torch.randn(8, 10)
+    assert kd_loss(z, z.clone(), T=4.0).abs().item() < 1e-6
+
+
+def test_kd_loss_equals_hand_written_sum_over_batch_kl():
+    z_s, z_t, T = torch.randn(6, 9), torch.randn(6, 9), 3.0
+    p_t, p_s = F.softmax(z_t / T, dim=1), F.softmax(z_s / T, dim=1)
+    kl_sum = sum(float(p_t[b, c] * (torch.log(p_t[b, c]) - torch.log(p_s[b, c])))
+                 for b in range(6) for c in range(9))
+    assert kd_loss(z_s, z_t, T=T).item() == pytest.approx(T ** 2 * kl_sum / 6, rel=1e-5)
+    ref = F.kl_div(F.log_softmax(z_s / T, 1), F.log_softmax(z_t / T, 1), reduction="batchmean",
+                   log_target=True)
+    assert torch.allclose(kd_loss(z_s, z_t, T=T), T ** 2 * ref)
+
+
+def test_single_teacher_and_uniform_baselines_fuse_to_the_expected_target():
+    z_s, z_vit, z_cnn = torch.randn(3, 5, 7).unbind(0)
+    for method, expected in (("vit", z_vit), ("cnn", z_cnn)):
+        w = teacher_weights(method, [z_vit, z_cnn], z_s)
+        assert torch.equal(fuse_logits([z_vit, z_cnn], w), expected)
+    assert torch.equal(single_teacher_weights([z_vit, z_cnn], z_s, k=1),
+                       teacher_weights("cnn", [z_vit, z_cnn], z_s))
+    w = uniform_weights([z_vit, z_cnn], z_s)
+    assert torch.allclose(fuse_logits([z_vit, z_cnn], w), (z_vit + z_cnn) / 2)
+
+
+def test_entropy_baseline_is_softmax_of_confidence_and_ignores_the_student():
+    z_vit, z_cnn = torch.randn(2, 5, 7).unbind(0)
+    w1 = entropy_weights([z_vit, z_cnn], torch.randn(5, 7), tau_w=0.2)
+    w2 = teacher_weights("entropy", [z_vit, z_cnn], torch.randn(5, 7), tau_w=0.2)
+    c = torch.stack([confidence(z_vit), confidence(z_cnn)], dim=1)
+    assert torch.allclose(w1, torch.softmax(c / 0.2, dim=1)) and torch.allclose(w1, w2)
+
+
+def test_unknown_method_and_bad_shapes_raise_actionable_errors():
+    z = torch.randn(4, 6)
+    with pytest.raises(ValueError, match="expected one of"):
+        teacher_weights("mean", [z, z], z)
+    with pytest.raises(ValueError, match=r"\(B, C\)"):
+        datw_weights([z, torch.randn(4, 5)], z)
+
+
+def test_float32_under_autocast():
+    z_s, z_vit, z_cnn = (torch.randn(4, 6).bfloat16() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        w = datw_weights([z_vit, z_cnn], z_s)
+        z_target = fuse_logits([z_vit, z_cnn], w)
+        loss = kd_loss(z_s, z_target, T=4.0)
+    assert w.dtype == z_target.dtype == loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_finite_for_extreme_logits(method):
+    big = 1e4 * torch.sign(torch.randn(3, 4, 8))
+    z_s, z_vit, z_cnn = big.unbind(0)
+    z_s = z_s.clone().requires_grad_(True)
+    w = teacher_weights(method, [z_vit, z_cnn], z_s)
+    loss = kd_loss(z_s, fuse_logits([z_vit, z_cnn], w), T=1.0)
+    loss.backward()
+    assert torch.isfinite(w).all() and torch.isfinite(loss) and torch.isfinite(z_s.grad).all()
+    flat = torch.zeros(4, 8)  # the other extreme: all-equal logits (c = 0, cos undefined)
+    assert torch.isfinite(teacher_weights(method, [flat, z_cnn], flat)).all()
