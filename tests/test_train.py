@@ -1,0 +1,176 @@
+"""train.py end to end: every stage runs, files are right, teachers stay frozen, resume is exact,
+a non-finite loss stops the run, and a 2-process DDP run works (gloo on CPU)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import data
+import models
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A tiny synthetic set and short runs: the point is the wiring, not the accuracy.
+FAST = ["--synthetic-videos-per-class", "6", "--workers", "0", "--batch-size", "4",
+        "--eval-clips", "2"]
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("synthetic"))
+    data.ensure_synthetic_hmdb51(root, seed=0, videos_per_class=6)
+    return root
+
+
+def run(tmp_path, data_root, *extra, out="run"):
+    argv = ["--data-root", data_root, "--out", str(tmp_path / out),
+            "--cache-dir", str(tmp_path / "cache"), *FAST, *extra]
+    return train.main(argv)
+
+
+@pytest.fixture(scope="module")
+def dry(tmp_path_factory, data_root):
+    tmp = tmp_path_factory.mktemp("dry")
+    return tmp, run(tmp, data_root, "--dry-run", "--epochs", "1", "--teacher-epochs", "1")
+
+
+def test_dry_run_writes_results_with_every_model_and_metric(dry):
+    tmp, out = dry
+    saved = json.load(open(tmp / "run" / "results.json"))
+    assert set(saved["models"]) == {"vit_teacher", "cnn_teacher", "student", "student_ce"}
+    for entry in saved["models"].values():
+        for key in ("name", "params", "gmacs", "input", "clip_acc@1", "video_acc@1"):
+            assert entry[key] is not None, key
+        assert 0.0 <= entry["clip_acc@1"] <= 100.0
+    assert saved["config"]["seed"] == 0 and saved["config"]["preset"] == "tiny"
+    assert 0 < saved["reduction_vs_vit"]["params_%"] < 100
+    for name in ("student.pt", "log.csv", "config.json"):
+        assert (tmp / "run" / name).exists(), name
+    header = open(tmp / "run" / "log.csv").readline().strip().split(",")
+    for term in ("ce", "kd", "sdd", "rkd", "w_vit", "w_cnn", "clip_acc@1"):
+        assert term in header
+
+
+def test_saved_student_is_a_plain_model_without_training_only_weights(dry):
+    tmp, out = dry
+    state = torch.load(tmp / "run" / "student.pt", weights_only=True)
+    plain = models.build_model(models.PRESETS["tiny"]["student"], num_classes=len(state[
+        [k for k in state if k.endswith("weight")][-1]]))
+    assert set(state) == set(plain.state_dict())  # no "sdd.", "tap.", "phi" keys
+    plain.load_state_dict(state)
+
+
+def test_teachers_are_cached_and_reused(tmp_path, data_root, dry):
+    tmp, _ = dry
+    cached = sorted(os.listdir(tmp / "cache"))
+    assert len(cached) == 2
+    mtimes = [os.path.getmtime(tmp / "cache" / c) for c in cached]
+    run(tmp, data_root, "--dry-run", "--epochs", "1", "--teacher-epochs", "1", "--skip-student-ce",
+        out="again")
+    assert sorted(os.listdir(tmp / "cache")) == cached
+    assert [os.path.getmtime(tmp / "cache" / c) for c in cached] == mtimes
+    # Another teacher recipe is another cache entry, never a silent reuse.
+    key_a, _ = train.teacher_cache_key(train.get_args_parser().parse_args([]), "vit", "m", ".", 10)
+    key_b, _ = train.teacher_cache_key(train.get_args_parser().parse_args(["--teacher-lr", "1"]),
+                                       "vit", "m", ".", 10)
+    assert key_a != key_b
+
+
+def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root):
+    preset = models.PRESETS["tiny"]
+    args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST])
+    args.dry_steps, args.weight_kw, args.run_key = 2, {"T": args.T}, "test"
+    train_set, _, _ = train.build_datasets(args, preset["clip"])
+    n = len(train_set.classes)
+    vit = train.frozen(models.build_model(preset["vit_teacher"], n))
+    cnn = train.frozen(models.build_model(preset["cnn_teacher"], n))
+    before = {k: {n_: t.clone() for n_, t in m.state_dict().items()} for k, m in (("vit", vit), ("cnn", cnn))}
+    student = models.build_model(preset["student"], n)
+    specs = {k: models.input_spec(preset[k]) for k in ("vit_teacher", "cnn_teacher", "student")}
+    dims = [models.feature_dims(m, specs[k])["map"] for m, k in
+            ((student, "student"), (vit, "vit_teacher"), (cnn, "cnn_teacher"))]
+    net = train.Distiller(student, train.SDDHead(*dims))
+    s_before = {k: t.clone() for k, t in student.state_dict().items()}
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    teachers = {"vit": (models.FeatureTap(vit), specs["vit_teacher"]),
+                "cnn": (models.FeatureTap(cnn), specs["cnn_teacher"])}
+    loader = train.train_loader(train_set, args, (0, "t", 0))
+    stats = train.train_one_epoch(net, loader, opt, sched, scaler, args, specs["student"], teachers,
+                                  max_steps=2)
+    assert stats["kd"] > 0 and stats["sdd"] > 0 and stats["rkd"] >= 0
+    assert not vit.training and not cnn.training
+    for k, m in (("vit", vit), ("cnn", cnn)):
+        for name, t in m.state_dict().items():
+            assert torch.equal(t, before[k][name]), f"{k} teacher changed: {name}"
+    changed = [k for k, t in student.state_dict().items() if not torch.equal(t, s_before[k])]
+    assert changed, "the student must learn"
+
+
+def test_resume_after_interruption_ends_with_the_same_numbers(tmp_path, data_root, monkeypatch):
+    base = ["--dry-run", "--epochs", "2", "--teacher-epochs", "1", "--skip-student-ce"]
+    full = run(tmp_path, data_root, *base, out="full")
+    real, calls = train.train_one_epoch, {"n": 0}
+
+    def interrupted(*a, **kw):  # Ctrl-C during the second epoch of the student
+        if kw.get("desc", "").startswith("student 2/"):
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, data_root, *base, out="cut")
+    assert (tmp_path / "cut" / "ckpt_student.pt").exists()
+    monkeypatch.setattr(train, "train_one_epoch", real)
+    resumed = run(tmp_path, data_root, *base, "--resume", out="cut")
+    a = torch.load(tmp_path / "full" / "student.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "student.pt", weights_only=True)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full["models"]["student"]["clip_acc@1"] == resumed["models"]["student"]["clip_acc@1"]
+    assert full["history"]["student"][-1]["kd"] == pytest.approx(resumed["history"]["student"][-1]["kd"])
+
+
+def test_non_finite_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(tmp_path, data_root,
+                                                                             monkeypatch):
+    base = ["--dry-run", "--epochs", "2", "--teacher-epochs", "1", "--skip-student-ce"]
+    real, calls = train.kd_loss, {"n": 0}
+
+    def kd_blows_up(*a, **kw):
+        calls["n"] += 1
+        return real(*a, **kw) * (float("nan") if calls["n"] > 2 else 1.0)  # epoch 2, step 0
+
+    monkeypatch.setattr(train, "kd_loss", kd_blows_up)
+    with pytest.raises(train.NonFiniteLoss, match=r"non-finite kd loss .* epoch 1 step 0"):
+        run(tmp_path, data_root, *base)
+    ck = torch.load(tmp_path / "run" / "ckpt_student.pt", weights_only=False)
+    assert ck["state"]["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in ck["net"].values() if t.is_floating_point())
+
+
+def test_bad_names_list_the_valid_ones(tmp_path, data_root):
+    with pytest.raises(SystemExit, match="valid: paper, tiny, torchvision"):
+        run(tmp_path, data_root, "--preset", "huge")
+
+
+def test_incompatible_teacher_checkpoint_fails_clearly(tmp_path, data_root):
+    wrong = models.build_model(models.PRESETS["tiny"]["vit_teacher"], num_classes=3)
+    torch.save(wrong.state_dict(), tmp_path / "wrong.pt")
+    with pytest.raises(SystemExit, match="does not fit this model"):
+        run(tmp_path, data_root, "--dry-run", "--vit-teacher-ckpt", str(tmp_path / "wrong.pt"))
+
+
+def test_two_process_ddp_run_on_cpu(tmp_path, data_root):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+           os.path.join(ROOT, "train.py"), "--data-root", data_root, "--out", str(tmp_path / "ddp"),
+           "--cache-dir", str(tmp_path / "cache"), *FAST, "--dry-run", "--epochs", "1",
+           "--teacher-epochs", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = json.load(open(tmp_path / "ddp" / "results.json"))
+    assert saved["models"]["student"]["clip_acc@1"] is not None
