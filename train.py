@@ -321,7 +321,8 @@ def fit(stage, net, loaders, args, spec_s, epochs, lr, teachers=None, ckpt_path=
     """Train `net` for `epochs` with checkpoint-every-epoch and resume. Returns its metrics dict."""
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=args.wd)
-    steps = args.dry_steps or len(loaders["train"])
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    steps = args.dry_steps or len(loaders["train_set"]) // world // args.batch_size  # per epoch
     warm, total = max(1, int(args.warmup_epochs * steps)), max(1, epochs * steps)
     # lr(t) = t/warm for t < warm, then 0.5 * (1 + cos(pi * progress)): a schedule in steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: (t + 1) / warm if t < warm else
