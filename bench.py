@@ -1,0 +1,470 @@
+"""bench.py -- what the method costs: data loading, one training step, and the deployed student.
+
+Reading guide
+-------------
+Three sections, each a function that returns a markdown table (`--sections` picks them):
+
+    data        training-loader throughput (clips/s with 0 and 2 DataLoader workers) and dataset
+                construction time on (1) the synthetic set at its default settings with the tiny
+                preset's clip, (2) an HMDB51-like tree of 320x240 30 fps videos with the paper
+                preset's clip (16 frames, stride 4, 224 px), (3) the full 6,766-video HMDB51 layout
+                with empty files (construction only: it must not decode anything).
+    step        one training step of the CE-only student vs the full distillation step (train.py's
+                own `train_one_epoch` on an in-memory batch), then the distillation step taken apart:
+                adapters, teacher forwards, student forward/backward, SDB forward/backward, the
+                loss arithmetic (DATW + KD + CE + SDD + RKD) and the optimizer, each next to the
+                lower bound its multiply-accumulates imply on this machine.
+    efficiency  the paper's deployment claim: params, GMACs per view and CPU latency per clip of
+                the three models of each preset, with the student's reduction vs the ViT teacher
+                (Paper: X3D-S vs MViTv2-S, ~89% fewer parameters, ~96% fewer FLOPs).
+
+The lower bound (section "step"). Forward MACs are counted by torch's FlopCounterMode on the
+very call that is timed (matmuls and convolutions, attention included; not element-wise work); a
+backward pass is counted as 2x its forward (gradient w.r.t. the input + w.r.t. the weights, the
+usual rule; the frozen teachers have none). Note: not FlopCounterMode's own backward count: torch 2.14 counts a grouped conv's
+weight gradient as if the conv were dense (65x the forward for a 64-channel depthwise conv
+instead of ~1x; see pytorch/pytorch PR #183405), which would put X3D's backward "below" its bound.
+The machine's sustained rate is measured with a dense float32 matmul, the best case for a CPU. So `bound_ms = MACs / (dense matmul MACs per second)` is a floor no implementation of that
+part can beat without doing fewer MACs, and `measured / bound` says how far a part is from being
+compute-bound: depthwise 3D convs, tiny tensors, memory traffic and per-op overhead all push it up.
+
+Every time is the median of `repeats` runs after `warmup` runs (the first runs pay for memory
+allocation and oneDNN kernel selection). The machine (CPU model, cores, torch threads, load
+average) and the command are written next to every table: numbers from a busy machine or from
+another core count are not comparable.
+
+RESULTS.md is shared with ablate.py: each script owns the text between its own markers
+(`<!-- bench:begin -->` ... `<!-- bench:end -->` here; inside it one sub-section per benchmark
+section, so `--sections step` rewrites the step table and keeps the others). `write_section`
+and `machine` live here and ablate.py imports them.
+
+Note: the data section writes its videos under --work-dir (default runs/bench), never into
+data/synthetic, which train.py and running experiments use.
+Run: `python bench.py` (all sections; the paper preset's MViTv2-S takes seconds per clip on a
+CPU), `python bench.py --quick` (few repeats, small sizes), `python bench.py --sections step`.
+"""
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+import data
+import models
+import train
+from datw import fuse_logits, kd_loss, teacher_weights
+from rkd import rkd_angle_loss, rkd_distance_loss, rkd_loss
+from sdd import SDDHead, sdd_loss
+
+SECTIONS = ("data", "step", "efficiency")
+HEADER = ("# Results\n\nMeasured tables. `ablate.py` and `bench.py` each rewrite only the text "
+          "between their own markers; everything else in this file is left as it is.\n")
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def machine():
+    """One line naming what produced a measurement: CPU, cores, torch, threads, load."""
+    cpu = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    # nproc = the cores this process may use (a container or taskset can allow fewer than exist).
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # The load average tells a reader whether other jobs shared the cores during the run.
+    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    return (f"{cpu}, nproc {nproc}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"Python {platform.python_version()}{load}")
+
+
+def _markers(name):
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def get_section(text, name):
+    """The text between `name`'s markers, or None when the section is not there."""
+    begin, end = _markers(name)
+    i = text.find(begin)
+    j = text.find(end, i + len(begin)) if i >= 0 else -1
+    return None if i < 0 or j < 0 else text[i + len(begin):j].strip("\n")
+
+
+def replace_section(text, name, body):
+    """`text` with `name`'s section set to `body` (appended if absent); nothing else changes."""
+    begin, end = _markers(name)
+    block = f"{begin}\n{body.strip(chr(10))}\n{end}"
+    i = text.find(begin)
+    j = text.find(end, i + len(begin)) if i >= 0 else -1
+    if (i < 0) != (j < 0) or (i < 0 and end in text):
+        # Half a pair: rewriting would clobber someone else's text, so stop and say where.
+        raise ValueError(f"found only one of {begin} / {end} (or them in the wrong order); fix the "
+                         f"markers by hand before writing the {name!r} section")
+    if i < 0:
+        return text.rstrip("\n") + "\n\n" + block + "\n"
+    return text[:i] + block + text[j + len(end):]
+
+
+def write_section(path, name, body):
+    """Set `name`'s section of the markdown file `path` (created with a short header if absent)."""
+    text = HEADER
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+    text = replace_section(text, name, body)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"  # write then rename: an interruption never leaves half a file
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def md_table(header, rows):
+    """A markdown table from a header list and rows of already formatted cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def median_ms(fn, warmup, repeats, setup=None):
+    """Median wall time of fn(setup()) in ms; setup (untimed) prepares e.g. a graph to backward."""
+    times = []
+    for i in range(warmup + repeats):
+        arg = setup() if setup else None
+        t0 = time.perf_counter()
+        fn(arg) if setup else fn()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return 1000.0 * statistics.median(times)
+
+
+def gmacs_of(fn, arg=None):
+    """Multiply-accumulates (1e9) of one call, backward included if fn runs one."""
+    with FlopCounterMode(display=False) as counter:
+        fn(arg) if arg is not None else fn()
+    return counter.get_total_flops() / 2 / 1e9  # FlopCounterMode counts 2 FLOPs per MAC
+
+
+# --------------------------------------------------------------------------------- 1. data
+def bench_data(args, cfg):
+    """Loader clips/s (0 and 2 workers) and construction time on three trees -> markdown."""
+    rows = []
+
+    def measure(name, root, clip, note):
+        build_ms = median_ms(lambda: data.HMDB51(root, train=True, **clip), 1, cfg["reps"])
+        ds = data.HMDB51(root, train=True, **clip)
+        # measure_loader drops the last partial batch (as training does), so a set smaller than
+        # one batch would yield nothing and it would wait forever: shrink the batch instead.
+        batch = min(16, len(ds))
+        cps = {w: statistics.median(data.measure_loader(ds, num_workers=w, batch_size=batch,
+                                                        num_batches=cfg["batches"])
+                                    for _ in range(cfg["reps"])) for w in (0, 2)}
+        shape = f"{clip['num_frames']}x{clip['size']}x{clip['size']}, stride {clip['frame_stride']}"
+        rows.append([name, shape, len(ds), f"{build_ms:.1f}", f"{cps[0]:.1f}", f"{cps[2]:.1f}",
+                     f"{1000 / cps[0]:.1f}", f"{note}; batch {batch}"])
+
+    # (1) The synthetic benchmark as train.py generates it by default (quick: fewer videos).
+    syn = data.ensure_synthetic_hmdb51(os.path.join(args.work_dir, "synthetic"), seed=0,
+                                       **cfg["synthetic"])
+    measure("synthetic (train.py default)" if not cfg["synthetic"] else "synthetic (quick: "
+            f"{cfg['synthetic']['videos_per_class']}/class)", syn, models.PRESETS["tiny"]["clip"],
+            "tiny preset clip; 64x48 videos of 20 frames")
+    # (2) HMDB51-like frames: 320x240 at 30 fps, long enough for the paper clip's 61-frame span
+    # (16 frames x stride 4), so the loader decodes, crops and resizes like on real HMDB51.
+    hm = cfg["hmdb_like"]
+    paper_clip = models.PRESETS["paper"]["clip"]
+    span = (paper_clip["num_frames"] - 1) * paper_clip["frame_stride"] + 1
+    assert hm["num_frames"] >= span, "the HMDB-like videos must hold one paper clip"
+    root = data.ensure_synthetic_hmdb51(os.path.join(args.work_dir, "hmdb_like"), seed=0, width=320,
+                                        height=240, fps=30, **hm)
+    measure("HMDB-like 320x240 30 fps", root, paper_clip,
+            f"{hm['num_classes']} classes x {hm['videos_per_class']} videos x {hm['num_frames']} "
+            f"frames; paper preset clip (span {span} frames)")
+    table = md_table(["dataset", "clip (T x S x S)", "train videos", "construction ms",
+                      "clips/s, 0 workers", "clips/s, 2 workers", "ms/clip, 0 workers", "notes"], rows)
+
+    # (3) Construction on the real dataset's size: 6,766 empty files in the official layout.
+    with tempfile.TemporaryDirectory() as tmp:
+        data.make_fake_hmdb51_layout(tmp)
+        build = {train_: median_ms(lambda: data.HMDB51(tmp, train=train_, **paper_clip), 1,
+                                   cfg["reps"]) for train_ in (True, False)}
+        n_train = len(data.HMDB51(tmp, train=True, **paper_clip))
+    table += (f"\n\nHMDB51 layout, 6,766 videos (empty files, split 1): construction "
+              f"{build[True]:.0f} ms for the {n_train}-video training set, {build[False]:.0f} ms "
+              f"for the test set (split parsing and one listdir per class; no decoding).")
+    return (f"Loader: data.measure_loader, {cfg['batches']} batches after one warm-up "
+            f"batch, median of {cfg['reps']} runs; construction: median of {cfg['reps']} after one "
+            f"warm-up.\n\n{table}")
+
+
+# ---------------------------------------------------------------------------------- 2. step
+def sustained_rate(n, warmup, repeats):
+    """GMAC/s of a dense float32 n x n matmul: the fastest this CPU multiplies-accumulates."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return n ** 3 / 1e9 / (median_ms(lambda: a @ b, warmup, repeats) / 1000)
+
+
+def loss_terms(z_s, e_s, pred, target, z_vit, z_cnn, e_vit, y, args):
+    """The distillation terms exactly as train.train_one_epoch computes them (same calls, same
+    arguments). Note: a copy of those few lines, needed to time the loss arithmetic on its own;
+    if train.py changes its loss wiring, change this too."""
+    w = teacher_weights(args.weighting, [z_vit, z_cnn], z_s, **args.weight_kw)
+    ce = F.cross_entropy(z_s.float(), y, reduction="mean")
+    kd = kd_loss(z_s, fuse_logits([z_vit, z_cnn], w), T=args.T)
+    sdd = sdd_loss(pred, target)
+    rkd = rkd_loss(e_s, e_vit, w_d=args.rkd_distance_weight, w_a=args.rkd_angle_weight)
+    return ce + args.alpha * kd + args.beta * sdd + args.gamma * rkd
+
+
+def bench_step(args, cfg):
+    """CE-only vs full distillation step, and the full step taken apart -> markdown."""
+    preset = models.PRESETS[args.step_preset]
+    clip_cfg, B, C = preset["clip"], args.batch_size, 9  # 9 = the synthetic set's classes
+    warm, reps = cfg["step_warmup"], cfg["step_repeats"]
+    torch.manual_seed(0)
+    # train.py's own defaults (weights, temperatures, clip-grad) so the step is the real one.
+    targs = train.get_args_parser().parse_args(["--device", "cpu", "--batch-size", str(B)])
+    targs.weight_kw = {"T": targs.datw_T, "tau_w": targs.tau_w}
+    names = {k: preset[k] for k in ("vit_teacher", "cnn_teacher", "student")}
+    specs = {k: models.input_spec(n) for k, n in names.items()}
+    vit, cnn = (train.frozen(models.build_model(names[k], C)) for k in ("vit_teacher", "cnn_teacher"))
+    tap_vit, tap_cnn = models.FeatureTap(vit), models.FeatureTap(cnn)
+    teachers = {"vit": (tap_vit, specs["vit_teacher"]), "cnn": (tap_cnn, specs["cnn_teacher"])}
+    # An in-memory batch: the data cost is the "data" section's business, not the step's.
+    clip = torch.randint(0, 256, (B, 3, clip_cfg["num_frames"], clip_cfg["size"], clip_cfg["size"]),
+                         dtype=torch.uint8)
+    y = torch.randint(0, C, (B,))
+
+    def make_net(distil):
+        torch.manual_seed(0)
+        student = models.build_model(names["student"], C)
+        if not distil:
+            return student
+        dims = [models.feature_dims(m, specs[k])["map"] for m, k in
+                ((student, "student"), (vit, "vit_teacher"), (cnn, "cnn_teacher"))]
+        return train.Distiller(student, SDDHead(*dims))
+
+    def step_ms(net, with_teachers):
+        """Per-step time of train.train_one_epoch (the real step) over an in-memory loader."""
+        opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+        scaler = torch.amp.GradScaler("cuda", enabled=False)
+        loader, k = [(clip, y)] * cfg["steps_per_call"], cfg["steps_per_call"]
+        run = lambda: train.train_one_epoch(net, loader, opt, sched, scaler, targs,
+                                            specs["student"], teachers if with_teachers else None,
+                                            desc="bench step")
+        return median_ms(run, warm, reps) / k
+
+    t_ce = step_ms(make_net(False), False)
+    net = make_net(True)
+    t_full = step_ms(net, True)
+
+    # -- the distillation step taken apart: each part timed on its own, inputs prepared untimed
+    parts = []  # (name, ms, gmacs)
+
+    def part(name, fn, setup=None, gmacs=None):
+        """Time fn; count its MACs on one call unless given (backward passes: see the guide)."""
+        ms = median_ms(fn, warm, reps, setup)
+        g = gmacs_of(fn, setup() if setup else None) if gmacs is None else gmacs
+        parts.append((name, ms, g))
+        return g
+
+    x = {k: models.adapt_input(clip, specs[k]) for k in specs}
+    part("input adapters (3 models, uint8 -> float)",
+         lambda: [models.adapt_input(clip, s) for s in specs.values()])
+    with torch.no_grad():  # teachers only provide targets (as in train.py)
+        z_vit, f_vit = tap_vit(x["vit_teacher"])
+        z_cnn, f_cnn = tap_cnn(x["cnn_teacher"])
+    part("ViT teacher forward (no grad)", torch.no_grad()(lambda: tap_vit(x["vit_teacher"])))
+    part("CNN teacher forward (no grad)", torch.no_grad()(lambda: tap_cnn(x["cnn_teacher"])))
+    net.train()
+    g_student = part("student forward", lambda: net.tap(x["student"]))
+
+    def student_graph():
+        net.zero_grad(set_to_none=True)
+        z_s, f_s = net.tap(x["student"])
+        # Gradients arrive at logits (CE, KD), map (SDB) and embedding (RKD) in the real step;
+        # their values do not change the cost, so a sum stands in for the losses.
+        return z_s.sum() + f_s["map"].sum() + f_s["embed"].sum()
+
+    # Backward = 2x the forward's MACs (input and weight gradients; the stem's input gradient,
+    # never computed, makes this a slight overestimate: ~3% of X3D-S's MACs).
+    part("student backward", lambda loss: loss.backward(), student_graph, gmacs=2 * g_student)
+    z_s, f_s = net.tap(x["student"])
+    f_map = f_s["map"].detach().requires_grad_()  # cut here: the SDB's own cost, not the student's
+    part("SDB forward (+ fixed phi, residual target)",
+         lambda: net.sdd(f_map, f_vit["map"], f_cnn["map"]))
+    part("SDB backward", lambda out: out[0].sum().backward(),
+         lambda: net.sdd(f_map, f_vit["map"], f_cnn["map"]),
+         gmacs=2 * gmacs_of(lambda: net.sdd.sdb(f_map)))  # phi and the target have no backward
+    pred, target = net.sdd(f_map, f_vit["map"], f_cnn["map"])
+    # Leaves for the loss arithmetic: it is timed without the networks behind it.
+    leaves = lambda: (z_s.detach().requires_grad_(), f_s["embed"].detach().requires_grad_(),
+                      pred.detach().requires_grad_())
+    loss_of = lambda lv: loss_terms(lv[0], lv[1], lv[2], target, z_vit, z_cnn, f_vit["embed"], y, targs)
+    g_losses = part("losses forward: DATW + KD + CE + SDD + RKD", loss_of, leaves)
+    part("losses backward", lambda loss: loss.backward(), lambda: loss_of(leaves()), gmacs=2 * g_losses)
+    # The optimizer's work does not depend on the gradients' values: fill them once.
+    loss_terms(z_s, f_s["embed"], *net.sdd(f_s["map"], f_vit["map"], f_cnn["map"]), z_vit, z_cnn,
+               f_vit["embed"], y, targs).backward()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    part(f"clip-grad (max norm {targs.clip_grad}) + AdamW step",
+         lambda: (nn.utils.clip_grad_norm_(net.parameters(), targs.clip_grad), opt.step()))
+
+    # -- each loss term on its own (forward + backward), to say where the arithmetic goes
+    terms = {
+        "DATW weights + fused target + KD": lambda lv: kd_loss(lv[0], fuse_logits(
+            [z_vit, z_cnn], teacher_weights(targs.weighting, [z_vit, z_cnn], lv[0], **targs.weight_kw)),
+            T=targs.T),
+        "CE": lambda lv: F.cross_entropy(lv[0].float(), y, reduction="mean"),
+        "SDD (MSE)": lambda lv: sdd_loss(lv[2], target),
+        "RKD distance (B x B)": lambda lv: rkd_distance_loss(lv[1], f_vit["embed"]),
+        "RKD angle (B x B x B)": lambda lv: rkd_angle_loss(lv[1], f_vit["embed"]),
+    }
+    term_ms = {n: median_ms(lambda lv: fn(lv).backward(), warm, reps, leaves) for n, fn in terms.items()}
+
+    rate = sustained_rate(cfg["matmul_n"], 1, reps)
+    rows = []
+    for name, ms, g in parts:
+        bound = 1000 * g / rate
+        rows.append([name, f"{ms:.2f}", f"{100 * ms / t_full:.1f}%", f"{g:.4f}", f"{bound:.3f}",
+                     f"{ms / bound:.0f}x" if bound > 0 else "-"])
+    total_ms, total_g = sum(p[1] for p in parts), sum(p[2] for p in parts)
+    rows.append(["**sum of the parts**", f"{total_ms:.2f}", f"{100 * total_ms / t_full:.1f}%",
+                 f"{total_g:.4f}", f"{1000 * total_g / rate:.3f}", f"{total_ms / (1000 * total_g / rate):.0f}x"])
+    rows.append(["**full distillation step** (train.train_one_epoch)", f"{t_full:.2f}", "100%",
+                 "", "", ""])
+    rows.append(["**CE-only student step** (train.train_one_epoch)", f"{t_ce:.2f}",
+                 f"{100 * t_ce / t_full:.1f}%", "", "", ""])
+    loss_ms = sum(ms for name, ms, _ in parts if name.startswith("losses"))
+    top = max(parts, key=lambda p: p[1])
+    lines = [
+        f"Preset `{args.step_preset}` ({names['vit_teacher']} + {names['cnn_teacher']} -> "
+        f"{names['student']}), batch {B}, clip {clip_cfg['num_frames']}x{clip_cfg['size']}x"
+        f"{clip_cfg['size']}, {C} classes, CPU, float32; median of {reps} after {warm} warm-up; "
+        f"whole steps: {cfg['steps_per_call']} step(s) per timed call.",
+        f"Sustained rate: dense {cfg['matmul_n']}x{cfg['matmul_n']} float32 matmul = "
+        f"{rate:.1f} GMAC/s. Lower bound of a part = its GMACs (FlopCounterMode on the timed "
+        f"call, backward included; matmuls and convs only) / that rate.", "",
+        md_table(["part of the distillation step", "ms", "share of step", "GMACs", "bound ms",
+                  "measured / bound"], rows), "",
+        f"Loss arithmetic (forward + backward): {loss_ms:.2f} ms = "
+        f"{100 * loss_ms / t_full:.1f}% of the step; largest part: {top[0]} ({top[1]:.1f} ms, "
+        f"{100 * top[1] / t_full:.0f}%). Distillation costs {t_full / t_ce:.1f}x the CE-only step.",
+        "Loss terms one by one (forward + backward, ms): " + ", ".join(
+            f"{n} {ms:.2f}" for n, ms in term_ms.items()) + ".",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- 3. efficiency
+def bench_efficiency(args, cfg):
+    """Params, GMACs per view, CPU latency per clip of each preset's models -> markdown."""
+    rows, notes = [], []
+    for preset in args.presets:
+        # The paper preset with Kinetics-400's 400 classes, as the published tables count them;
+        # tiny with the synthetic set's 9.
+        num_classes = 400 if preset != "tiny" else 9
+        warm, reps = cfg["latency"]["tiny" if preset == "tiny" else "large"]
+        cost = {}
+        for role in ("vit_teacher", "cnn_teacher", "student"):
+            name = models.PRESETS[preset][role]
+            spec = models.input_spec(name)
+            torch.manual_seed(0)
+            model = models.build_model(name, num_classes)
+            shape = (3, spec.frames, spec.size, spec.size)
+            p, g = models.count_params(model), models.count_gmacs(model, shape)
+            ms = models.cpu_latency_ms(model, shape, warmup=warm, repeats=reps)
+            cost[role] = (p, g, ms)
+            del model  # MViTv2-S: free it before building the next model
+            rows.append([preset, role, name, "x".join(map(str, shape[1:])), f"{p / 1e6:.3f}M",
+                         f"{g:.4f}", f"{ms:.1f}", f"{warm}/{reps}"])
+        (p_s, g_s, ms_s), (p_v, g_v, ms_v) = cost["student"], cost["vit_teacher"]
+        notes.append(f"`{preset}`: student vs ViT teacher: {100 * (1 - p_s / p_v):.1f}% fewer "
+                     f"parameters, {100 * (1 - g_s / g_v):.1f}% fewer GMACs per view, "
+                     f"{100 * (1 - ms_s / ms_v):.1f}% lower CPU latency ({ms_v / ms_s:.1f}x faster).")
+    return "\n".join([
+        "Latency: models.cpu_latency_ms, one clip (batch 1), eval mode, inference_mode, median of "
+        "`repeats` after `warmup`; GMACs: models.count_gmacs (multiply-accumulates per view).", "",
+        md_table(["preset", "role", "model", "input", "params", "GMACs/view", "CPU ms/clip",
+                  "warmup/repeats"], rows), "",
+        *notes,
+        "Paper: X3D-S vs MViTv2-S, ~89% fewer parameters (3.79M vs 34.54M) and ~96% fewer FLOPs "
+        "(1.96 vs 64.22 GMACs).",
+    ])
+
+
+# -------------------------------------------------------------------------------------- main
+def get_args_parser():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--presets", default="paper,tiny",
+                   help="presets of the efficiency table (paper: MViTv2-S takes seconds per clip)")
+    p.add_argument("--step-preset", default="tiny", help="preset of the training-step section")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per training step")
+    p.add_argument("--quick", action="store_true",
+                   help="few repeats and small data sizes: a smoke run, not a measurement")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's choice, stated in the output)")
+    p.add_argument("--work-dir", default="runs/bench", help="where the generated videos are kept")
+    p.add_argument("--results", default="RESULTS.md", help="markdown file to write the tables into")
+    return p
+
+
+def settings(quick):
+    """Repeats and sizes: full measurements, or a quick smoke run."""
+    if quick:
+        return dict(reps=1, batches=2, synthetic=dict(videos_per_class=6),
+                    hmdb_like=dict(num_classes=2, videos_per_class=4, num_frames=64),
+                    step_warmup=1, step_repeats=2, steps_per_call=1, matmul_n=512,
+                    latency={"tiny": (1, 3), "large": (1, 1)})
+    return dict(reps=3, batches=20, synthetic={},  # {}: the synthetic set's default settings
+                hmdb_like=dict(num_classes=5, videos_per_class=10, num_frames=90),
+                step_warmup=2, step_repeats=7, steps_per_call=3, matmul_n=1024,
+                latency={"tiny": (3, 10), "large": (1, 3)})
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = get_args_parser().parse_args(argv)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    args.presets = [s.strip() for s in args.presets.split(",") if s.strip()]
+    bad = [s for s in sections if s not in SECTIONS] + [p for p in args.presets + [args.step_preset]
+                                                         if p not in models.PRESETS]
+    if bad:
+        raise SystemExit(f"unknown section or preset {bad}; sections: {', '.join(SECTIONS)}; "
+                         f"presets: {', '.join(sorted(models.PRESETS))}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = settings(args.quick)
+    run = {"data": bench_data, "step": bench_step, "efficiency": bench_efficiency}
+    command = "python bench.py " + shlex.join(argv)
+    text = open(args.results).read() if os.path.exists(args.results) else ""
+    body = get_section(text, "bench") or ""
+    for name in sections:
+        t0 = time.perf_counter()
+        print(f"[bench] {name} ...", flush=True)
+        table = run[name](args, cfg)
+        stamp = (f"### {name}\n\nCommand: `{command}`{' (quick: a smoke run, not a measurement)' if args.quick else ''}; "
+                 f"{time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - t0:.0f} s.  \n"
+                 f"Machine: {machine()}.\n\n")
+        print(stamp + table + "\n", flush=True)
+        body = replace_section(body, f"bench-{name}", stamp + table)
+    # Sub-sections in a fixed order, whichever ran this time.
+    kept = [(n, get_section(body, f"bench-{n}")) for n in SECTIONS]
+    body = "## What the method costs (bench.py)\n\n" + "\n\n".join(
+        "\n".join([*_markers(f"bench-{n}")[:1], s, _markers(f"bench-{n}")[1]]) for n, s in kept if s)
+    write_section(args.results, "bench", body)
+    print(f"[bench] wrote {', '.join(sections)} into {args.results}")
+
+
+if __name__ == "__main__":
+    main()

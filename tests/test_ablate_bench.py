@@ -1,0 +1,200 @@
+"""ablate.py and bench.py: the ablation sweep writes its rows, reuses finished runs and shared
+teachers, computes its claims; bench.py runs its sections; both keep each other's RESULTS.md text.
+
+Smoke runs only (dry runs, --quick): the point is the wiring, not the numbers. No timing asserts.
+"""
+import csv
+import json
+import math
+import os
+
+import pytest
+import torch
+
+import ablate
+import bench
+import data
+import train
+
+OTHER = "<!-- bench:begin -->\nsomeone else's table\n<!-- bench:end -->"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # One torch thread: with the cores shared (other tests, other jobs), oversubscribed intra-op
+    # threads make these tiny steps many times slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """3 rows x 2 seeds of dry runs on a 6-videos-per-class synthetic set, all in a temp folder
+    (two distillation rows per seed, so the second must reuse the first one's teachers)."""
+    tmp = tmp_path_factory.mktemp("ablate")
+    root = data.ensure_synthetic_hmdb51(str(tmp / "synthetic"), seed=0, videos_per_class=6)
+    (tmp / "RESULTS.md").write_text("# Results\n\n" + OTHER + "\n")
+    argv = ["--rows", "ce,uniform", "datw", "--seeds", "0", "1", "--out", str(tmp / "runs"),
+            "--results", str(tmp / "RESULTS.md"), "--",
+            "--data-root", root, "--cache-dir", str(tmp / "cache"), "--synthetic-videos-per-class", "6",
+            "--workers", "0", "--batch-size", "4", "--eval-clips", "2",
+            "--dry-run", "--epochs", "1", "--teacher-epochs", "1", "--vit-teacher-epochs", "1"]
+    return tmp, argv, ablate.main(argv)
+
+
+def test_ablation_writes_csv_and_its_section_with_the_selected_rows(sweep):
+    tmp, _, table = sweep
+    with open(tmp / "results" / "ablation.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["row"], r["seed"]) for r in rows] == [("ce", "0"), ("ce", "1"), ("uniform", "0"),
+                                                     ("uniform", "1"), ("datw", "0"), ("datw", "1")]
+    for r in rows:
+        assert 0.0 <= float(r["clip_acc@1"]) <= 100.0 and r["vit_teacher_clip_acc@1"] != ""
+    text = (tmp / "RESULTS.md").read_text()
+    section = bench.get_section(text, "ablation")
+    assert "| ce | CE only" in section and "| datw | DATW |" in section and "| uniform |" in section
+    assert "| DATW vs uniform teacher weights | clip_acc@1 | datw vs uniform |" in section
+    assert "| full |" not in section  # rows that did not run are not in the table
+    assert "Wall time:" in section and "Machine:" in section and "nproc" in section
+    assert "vit_teacher" in section and "cnn_teacher" in section
+
+
+def test_ablation_keeps_the_other_sections_of_the_results_file(sweep):
+    tmp, _, _ = sweep
+    text = (tmp / "RESULTS.md").read_text()
+    assert OTHER in text and text.startswith("# Results")
+
+
+def test_teachers_are_trained_once_per_seed_and_ce_comes_from_one_run_per_seed(sweep):
+    tmp, _, table = sweep
+    # The cache key includes the seed but not the row: 2 teachers x 2 seeds, not x 2 rows.
+    assert len(os.listdir(tmp / "cache")) == 4
+    for seed in (0, 1):
+        carrier = json.load(open(tmp / "runs" / "uniform" / f"seed{seed}" / "config.json"))
+        other = json.load(open(tmp / "runs" / "datw" / f"seed{seed}" / "config.json"))
+        assert carrier["skip_student_ce"] is False and other["skip_student_ce"] is True
+        assert table["ce"][seed]["folder"].endswith(os.path.join("uniform", f"seed{seed}"))
+        # Every row of one seed reports the very same (shared) teachers.
+        for k in ("vit_teacher_clip_acc@1", "cnn_teacher_clip_acc@1"):
+            assert table["ce"][seed][k] == table["uniform"][seed][k] == table["datw"][seed][k]
+
+
+def test_second_invocation_skips_finished_runs(sweep, monkeypatch):
+    tmp, argv, table = sweep
+
+    def must_not_train(argv):
+        raise AssertionError(f"train.main called again for a finished run: {argv}")
+
+    monkeypatch.setattr(train, "main", must_not_train)
+    again = ablate.main(argv)
+    assert {r: set(v) for r, v in again.items() if v} == {r: {0, 1} for r in ("ce", "uniform", "datw")}
+    assert again["datw"][1]["clip_acc@1"] == table["datw"][1]["clip_acc@1"]
+    assert OTHER in (tmp / "RESULTS.md").read_text()
+
+
+def test_interrupted_run_continues_with_resume_and_keeps_carrying_ce(sweep, tmp_path, monkeypatch):
+    _, argv, _ = sweep
+    sep = argv.index("--")
+    argv = ["--rows", "ce", "datw", "--seeds", "0", "--out", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "RESULTS.md"), *argv[sep:]]  # same teachers: cached
+    real_epoch, real_main, calls = train.train_one_epoch, train.main, []
+
+    def interrupted(*a, **kw):  # Ctrl-C in the distillation stage, after student_ce finished
+        if kw.get("desc", "").startswith("student 1/"):
+            raise KeyboardInterrupt
+        return real_epoch(*a, **kw)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ablate.main(argv)
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(train, "main", lambda a: calls.append(a) or real_main(a))
+    table = ablate.main(argv)
+    assert len(calls) == 1 and "--resume" in calls[0] and "--skip-student-ce" not in calls[0]
+    assert set(table["ce"]) == {0} and set(table["datw"]) == {0}
+
+
+def test_finished_run_with_other_settings_is_an_error_not_a_silent_reuse(sweep, monkeypatch):
+    tmp, argv, _ = sweep
+    monkeypatch.setattr(train, "main", lambda argv: pytest.fail("must stop before training"))
+    changed = list(argv)
+    changed[changed.index("--epochs") + 1] = "2"
+    with pytest.raises(SystemExit, match="other settings .*epochs: 1 on disk, 2 now"):
+        ablate.main(changed)
+
+
+def test_flags_that_ablate_sets_itself_are_refused_after_the_separator():
+    with pytest.raises(SystemExit, match="sets --seed, --weighting itself"):
+        ablate.main(["--", "--seed", "3", "--weighting", "uniform"])
+    with pytest.raises(SystemExit, match="unknown row"):
+        ablate.main(["--rows", "ce,nope"])
+
+
+def test_plan_gives_ce_to_one_run_per_seed_and_a_started_run_keeps_its_setting(tmp_path):
+    out = str(tmp_path)
+    empty = {r: {} for r in ablate.ROWS}
+    # Nothing on disk: the first selected distillation row of each seed carries student_ce.
+    assert ablate.plan(empty, [0, 1], ["ce", "uniform", "full"], out) == [
+        ("uniform", 0, False), ("full", 0, True), ("uniform", 1, False), ("full", 1, True)]
+    # No CE asked for: every run skips it.
+    assert all(skip for _, _, skip in ablate.plan(empty, [0], ["datw", "full"], out))
+    # A started run (config.json, no results.json) keeps what it started with, and then carries CE.
+    os.makedirs(tmp_path / "full" / "seed0")
+    json.dump({"skip_student_ce": False}, open(tmp_path / "full" / "seed0" / "config.json", "w"))
+    assert ablate.plan(empty, [0], ["ce", "uniform", "full"], out) == [
+        ("uniform", 0, True), ("full", 0, False)]
+    assert "--resume" in ablate.row_argv("full", 0, out, [], False, False)
+    # Every selected row finished without CE: a run of its own (the datw recipe) in ce/seed<k>.
+    done = {**empty, "datw": {0: {}}}
+    assert ablate.plan(done, [0], ["ce", "datw"], out) == [("ce", 0, False)]
+    assert ablate.row_argv("ce", 0, out, [], False, False)[:2] == ["--weighting", "datw"]
+
+
+def test_claims_are_mean_differences_in_pooled_std_units():
+    row = lambda accs: {s: {"clip_acc@1": a, "video_acc@1": a} for s, a in enumerate(accs)}
+    table = {r: {} for r in ablate.ROWS}
+    table.update(full=row([50.0, 52.0, 54.0]), ce=row([40.0, 42.0, 44.0]),
+                 datw=row([45.0, 45.0, 45.0]), uniform=row([45.0, 45.0, 45.0]))
+    lines = {(c["a"], c["b"], c["metric"]): c for c in ablate.claims(table)}
+    c = lines[("full", "ce", "clip_acc@1")]
+    # means 52 vs 42, sample stds 2 and 2 -> pooled 2 -> 5 std, full better in 3/3 seeds
+    assert (c["diff"], c["pooled_std"], c["z"], c["wins"]) == (10.0, 2.0, 5.0, 3)
+    assert lines[("datw", "uniform", "clip_acc@1")]["z"] == 0.0  # identical rows: no difference
+    assert ("full", "full_direct", "clip_acc@1") not in lines  # rows not run: no claim at all
+    assert math.isnan(ablate.mean_std([1.0])[1])
+
+
+def test_sections_replace_only_their_own_text_and_refuse_half_markers(tmp_path):
+    text = "# R\n\nintro\n\n" + OTHER + "\n\ntail\n"
+    once = bench.replace_section(text, "ablation", "v1")
+    twice = bench.replace_section(once, "ablation", "v2")
+    assert bench.get_section(twice, "ablation") == "v2" and "v1" not in twice
+    assert twice.startswith(text.rstrip("\n")) and twice.count("<!-- ablation:begin -->") == 1
+    with pytest.raises(ValueError, match="only one of"):
+        bench.replace_section("<!-- ablation:begin -->\nlost end", "ablation", "x")
+    path = tmp_path / "new" / "RESULTS.md"
+    bench.write_section(str(path), "bench", "hello")  # a missing file gets the short header
+    assert path.read_text().startswith("# Results") and bench.get_section(path.read_text(), "bench") == "hello"
+
+
+def test_bench_quick_runs_every_section_and_keeps_the_ablation_section(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Results\n\n<!-- ablation:begin -->\nthe table\n<!-- ablation:end -->\n")
+    bench.main(["--quick", "--presets", "tiny", "--work-dir", str(tmp_path / "bench"),
+                "--results", str(results)])
+    text = results.read_text()
+    assert bench.get_section(text, "ablation") == "the table"
+    section = bench.get_section(text, "bench")
+    for name in bench.SECTIONS:
+        assert bench.get_section(section, f"bench-{name}").startswith(f"### {name}")
+    assert "full distillation step" in section and "CE-only student step" in section
+    assert "losses forward" in section and "GMAC/s" in section
+    assert "| tiny | student | x3d_s_tiny |" in section and "fewer parameters" in section
+    assert "HMDB51 layout, 6,766 videos" in section and "clips/s, 2 workers" in section
+    # Rerunning one section rewrites it and keeps the others.
+    bench.main(["--quick", "--sections", "efficiency", "--presets", "tiny",
+                "--results", str(results)])
+    section = bench.get_section(results.read_text(), "bench")
+    assert all(bench.get_section(section, f"bench-{n}") for n in bench.SECTIONS)
