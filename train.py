@@ -205,8 +205,11 @@ def eval_loader(eval_set, args):
     # Each rank takes every world_size-th video: no padding, so no video is counted twice.
     if dist.is_initialized():
         eval_set = Subset(eval_set, list(range(dist.get_rank(), len(eval_set), dist.get_world_size())))
+    # Evaluation is deterministic, so its workers may persist across epochs (and keep their
+    # per-video packet indexes); training loaders are rebuilt per epoch to seed them exactly.
     return DataLoader(eval_set, batch_size=max(1, args.batch_size // 2), num_workers=args.workers,
-                      collate_fn=data.collate_skip_failed, pin_memory=args.device.startswith("cuda"))
+                      collate_fn=data.collate_skip_failed, persistent_workers=args.workers > 0,
+                      pin_memory=args.device.startswith("cuda"))
 
 
 # --------------------------------------------------------------------------------- models
@@ -387,8 +390,10 @@ def get_teacher(role, name, ckpt, args, loaders, num_classes, root):
     """A fine-tuned, frozen teacher: from --<role>-teacher-ckpt, the cache, or trained now."""
     spec = models.input_spec(name)
     model = models.build_model(name, num_classes, pretrained=args.pretrained and not ckpt)
-    if ckpt:
-        return frozen(load_state(model, ckpt, f"--{role}-teacher-ckpt").to(args.device)), spec, None
+    if ckpt:  # fine-tuned elsewhere: evaluate once so the report has its accuracy
+        model = frozen(load_state(model, ckpt, f"--{role}-teacher-ckpt").to(args.device))
+        r = evaluate(model, loaders["eval"], spec, args, args.dry_steps, desc=f"eval {role}")
+        return model, spec, {"last": r, "best": r, "history": []}
     key, fields = teacher_cache_key(args, role, name, root, len(loaders["train_set"]))
     path = os.path.join(args.cache_dir, f"{role}_{name}_{key}.pt")
     if os.path.exists(path):
@@ -445,8 +450,12 @@ def main(argv=None):
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(vars(args), f, indent=1, default=str)
     train_set, eval_set, root = build_datasets(args, preset["clip"])
-    if args.check:
-        return data.check(train_set) + data.check(eval_set)
+    if args.check:  # list unreadable / too-short videos of both splits, then stop
+        problems = data.check(train_set) + data.check(eval_set)
+        for path, problem in problems:
+            log(f"{path}: {problem}")
+        log(f"--check: {len(problems)} problem videos in {len(train_set) + len(eval_set)}")
+        return {"problems": problems}
     classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
     loaders = {"train_set": train_set, "eval": eval_loader(eval_set, args)}
     log(f"data: {len(train_set)} training videos, {len(eval_set)} evaluation videos, {len(classes)} classes")
@@ -456,10 +465,6 @@ def main(argv=None):
                                        loaders, len(classes), root)
     cnn, spec_cnn, m_cnn = get_teacher("cnn", preset["cnn_teacher"], args.cnn_teacher_ckpt, args,
                                        loaders, len(classes), root)
-    for (name, net, spec, m) in (("vit", vit, spec_vit, m_vit), ("cnn", cnn, spec_cnn, m_cnn)):
-        if m is None:  # loaded from a file: evaluate once so the report has its accuracy
-            r = evaluate(net, loaders["eval"], spec, args, args.dry_steps, desc=f"eval {name}")
-            m_vit, m_cnn = (({"last": r, "best": r}, m_cnn) if name == "vit" else (m_vit, {"last": r, "best": r}))
     teachers = {"vit": (models.FeatureTap(vit), spec_vit), "cnn": (models.FeatureTap(cnn), spec_cnn)}
 
     # stage 2: the CE-only student (baseline) with the student's own seed for its initial weights
