@@ -34,7 +34,8 @@ How the rows share work (and why the comparison is fair):
 - Each run lives in `<out>/<row>/seed<k>`. A run is finished when its results.json exists:
   finished runs are skipped, so the command can be rerun after an interruption; a started,
   unfinished run continues from its last epoch (train.py --resume). A finished run made with
-  other settings (e.g. other --epochs) is an error, never silently reused.
+  other settings (e.g. other --epochs) is an error, never silently reused; a train.py flag added
+  after a run finished is only reported under the table (its default is assumed).
 
 Where a row evaluates: the test split by default (the final table); `--val` holds out 20% of the
 training videos instead (train.py --val-fraction 0.2) and writes under runs/ablation_val with its
@@ -93,12 +94,11 @@ NOT_RESULTS = ("resume", "workers", "device", "skip_student_ce", "cache_dir")
 
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="train.py arguments after `--` are passed to every row.")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="run seeds (train.py --seed); mean and std are over these")
+                   help="run seeds (train.py --seed); mean and std are over these (default: 0 1 2)")
     p.add_argument("--rows", nargs="+", default=list(ROWS),
-                   help=f"subset of rows, space or comma separated: {', '.join(ROWS)}")
+                   help=f"rows to run, space or comma separated (default: all): {', '.join(ROWS)}")
     p.add_argument("--out", default=None,
                    help="run folders <out>/<row>/seed<k> (default runs/ablation, with --val "
                         "runs/ablation_val)")
@@ -141,10 +141,18 @@ def row_argv(row, seed, out, passthrough, val, skip_ce):
 
 
 def settings_mismatch(saved_config, argv):
-    """Names of the settings where a finished run differs from what `argv` would run now."""
+    """-> (settings where a finished run differs from what `argv` would run now,
+           train.py flags added since that run, which it therefore ran without).
+
+    A flag the run predates is not an error: a new flag's default normally keeps the old
+    behaviour, and hours of finished runs should not be lost to an unrelated new option. It is
+    reported, so a reader can judge.
+    """
     want = json.loads(json.dumps(vars(train.get_args_parser().parse_args(argv)), default=str))
-    return [f"{k}: {saved_config.get(k)!r} on disk, {v!r} now" for k, v in want.items()
-            if k not in NOT_RESULTS and saved_config.get(k) != v]
+    want = {k: v for k, v in want.items() if k not in NOT_RESULTS}
+    differ = [f"{k}: {saved_config[k]!r} on disk, {v!r} now" for k, v in want.items()
+              if k in saved_config and saved_config[k] != v]
+    return differ, sorted(k for k in want if k not in saved_config)
 
 
 def plan(table, seeds, rows, out):
@@ -178,7 +186,7 @@ def collect(seeds, out, passthrough, val, selected):
     running a subset later does not drop rows from the table; a finished run made with other
     settings is an error if selected, else left out with a warning.
     """
-    table, warnings = {r: {} for r in ROWS}, []
+    table, warnings, predates = {r: {} for r in ROWS}, [], {}
     # "ce" last: its own folder is only the fallback when no distillation run carries student_ce.
     for row in [*DISTILL_ROWS, "ce"]:
         for seed in seeds:
@@ -186,7 +194,10 @@ def collect(seeds, out, passthrough, val, selected):
             res = load_json(os.path.join(folder, "results.json"))
             if res is None:
                 continue
-            stale = settings_mismatch(res["config"], row_argv(row, seed, out, passthrough, val, True))
+            stale, newer = settings_mismatch(res["config"],
+                                             row_argv(row, seed, out, passthrough, val, True))
+            if newer:
+                predates[tuple(newer)] = predates.get(tuple(newer), 0) + 1
             if stale:
                 msg = (f"{folder} was run with other settings ({'; '.join(stale[:3])}); use "
                        f"another --out, or delete the folder to rerun it")
@@ -201,6 +212,9 @@ def collect(seeds, out, passthrough, val, selected):
                 # The run's total time is counted once: with its row, or here for ce/seed<k>.
                 table["ce"][seed] = {**_entry(res, "student_ce"), "folder": folder,
                                      "run_seconds": res["seconds"] if row == "ce" else 0.0}
+    for flags, n in predates.items():  # one line per set of flags, not one per run
+        warnings.append(f"{n} finished run(s) predate train.py flag(s) "
+                        f"{', '.join('--' + k.replace('_', '-') for k in flags)} (run without them)")
     # Teachers must be shared within a seed (the cache at work); say so loudly if not.
     for seed in seeds:
         seen = {json.dumps({k: v for k, v in r[seed].items() if "teacher" in k})
@@ -269,48 +283,56 @@ def write_csv(path, table):
 
 def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
     """The RESULTS.md section as markdown."""
-    rows = [[r, ROWS[r][0], fmt([v["clip_acc@1"] for v in table[r].values()]),
-             fmt([v["video_acc@1"] for v in table[r].values()]),
-             fmt([v["best_clip_acc@1"] for v in table[r].values()]),
-             f"{len(table[r])}/{len(args.seeds)}"] for r in ROWS if table[r]]
-    # Teachers: one value per seed (shared by the rows of the seed), from any row that has it.
+    column = lambda r, k: [v[k] for v in table[r].values()]  # one metric of a row, over seeds
+    rows = [[r, ROWS[r][0], *(fmt(column(r, k)) for k in METRICS), f"{len(table[r])}/{len(args.seeds)}"]
+            for r in ROWS if table[r]]
+    # Teachers: one value per seed (every row of a seed shares them), from any row that has it.
     per_seed = {s: v for r in ROWS for s, v in table[r].items()}
-    teacher_rows = [[t, fmt([v[f"{t}_clip_acc@1"] for v in per_seed.values()]),
-                     fmt([v[f"{t}_video_acc@1"] for v in per_seed.values()]),
-                     fmt([v[f"{t}_best_clip_acc@1"] for v in per_seed.values()]), len(per_seed)]
-                    for t in ("vit_teacher", "cnn_teacher")]
-    num = lambda x, f="{:.1f}": "-" if math.isnan(x) else ("inf" if math.isinf(x) else f.format(x))
+    teacher_rows = [[t, *(fmt([v[f"{t}_{k}"] for v in per_seed.values()]) for k in METRICS),
+                     len(per_seed)] for t in ("vit_teacher", "cnn_teacher")]
+
+    def num(x, f="{:.1f}"):
+        return "-" if math.isnan(x) else ("inf" if math.isinf(x) else f.format(x))
+
     claim_rows = [[c["comparison"], c["metric"], f"{c['a']} vs {c['b']}", num(c["mean_a"]),
                    num(c["mean_b"]), num(c["diff"], "{:+.1f}"), num(c["pooled_std"]),
-                   num(c["z"], "{:+.2f}"), "-" if math.isnan(c["z"]) else ("yes" if c["z"] > 2 else "no"),
+                   num(c["z"], "{:+.2f}"), "-" if math.isnan(c["z"]) else "yes" if c["z"] > 2 else "no",
                    f"{c['wins']}/{c['seeds']}"] for c in claims(table)]
-    config = (load_json(os.path.join(next(iter(per_seed.values()))["folder"], "results.json"))["config"]
-              if per_seed else {})
-    student_seconds = sum(v["seconds"] for r in table.values() for v in r.values())
+    config = {}
+    if per_seed:  # the settings every row shares, from any finished run
+        first = next(iter(per_seed.values()))["folder"]
+        config = load_json(os.path.join(first, "results.json"))["config"]
+    split = ("20% of the training videos held out (train.py --val-fraction 0.2)" if args.val
+             else f"test split {config.get('split', '?')}")
     all_seconds = sum(v["run_seconds"] for r in table.values() for v in r.values())
+    student_seconds = sum(v["seconds"] for r in table.values() for v in r.values())
+    csv_rel = os.path.relpath(csv_path, os.path.dirname(os.path.abspath(args.results)))
     lines = [
-        f"## Ablation ({'held-out validation part of the training split' if args.val else 'test split'}"
-        f", preset `{config.get('preset', '?')}`, dataset `{config.get('dataset', '?')}`)", "",
+        f"## Ablation ({'validation part of the training split' if args.val else 'test split'}, "
+        f"preset `{config.get('preset', '?')}`, dataset `{config.get('dataset', '?')}`)", "",
         f"Command: `{command}`  ",
         f"Seeds: {' '.join(map(str, args.seeds))}; train.py arguments shared by every row: "
         f"`{shlex.join(passthrough) or '(defaults)'}`; student epochs {config.get('epochs', '?')}, "
         f"teacher epochs {config.get('teacher_epochs', '?')} (ViT "
-        f"{config.get('vit_teacher_epochs') or config.get('teacher_epochs', '?')}), evaluated on "
-        + ("20% of the training videos held out (train.py --val-fraction 0.2)." if args.val
-           else f"test split {config.get('split', '?')}.") + "  ",
+        f"{config.get('vit_teacher_epochs') or config.get('teacher_epochs', '?')}); evaluated on "
+        f"{split}.  ",
         f"Each cell: mean ± sample std over seeds of the last epoch's metric (clip_acc@1: the "
         f"centered view; video_acc@1: softmax averaged over {config.get('eval_clips', '?')} clips "
         f"x {config.get('eval_crops', '?')} crops); best-epoch clip_acc@1 is the best epoch's "
-        f"value per seed (chosen on the evaluated split, so optimistic). Per-seed numbers: "
-        f"`{os.path.relpath(csv_path, os.path.dirname(os.path.abspath(args.results)))}`.", "",
-        md_table(["row", "method", "clip_acc@1", "video_acc@1", "best-epoch clip_acc@1", "seeds"], rows),
-        "", "Teachers (trained once per seed, shared by all rows of the seed):", "",
-        md_table(["teacher", "clip_acc@1", "video_acc@1", "best-epoch clip_acc@1", "seeds"], teacher_rows),
-        "", "Claims, computed from the table above (std = pooled sample std of the two rows over "
-        "the seeds both have, sqrt((s_A^2 + s_B^2) / 2); the seeds are paired: same teachers, same data):", "",
+        f"value per seed (picked on the evaluated split, so optimistic). Per-seed numbers: "
+        f"`{csv_rel}`.", "",
+        md_table(["row", "method", "clip_acc@1", "video_acc@1", "best-epoch clip_acc@1", "seeds"],
+                 rows), "",
+        "Teachers (trained once per seed, shared by all rows of the seed):", "",
+        md_table(["teacher", "clip_acc@1", "video_acc@1", "best-epoch clip_acc@1", "seeds"],
+                 teacher_rows), "",
+        "Claims, computed from the runs above (std = pooled sample std of the two rows over the "
+        "seeds both have, sqrt((s_A^2 + s_B^2) / 2); the seeds are paired: same teachers, same "
+        "data):", "",
         md_table(["comparison", "metric", "A vs B", "mean A", "mean B", "A - B", "pooled std",
-                  "(A - B) / std", "A - B > 2 std", "seeds with A > B"], claim_rows) if claim_rows else "(no pair of rows finished)",
-        "", f"Wall time: {wall:.0f} s for this invocation ({n_run} runs started, the rest were "
+                  "(A - B) / std", "A - B > 2 std", "seeds with A > B"], claim_rows)
+        if claim_rows else "(no pair of compared rows has finished)", "",
+        f"Wall time: {wall:.0f} s for this invocation ({n_run} runs started, the rest were "
         f"finished before); the finished runs took {all_seconds:.0f} s in train.py in all, "
         f"{student_seconds:.0f} s of it in the student stages.  ",
         f"Machine: {machine()}.",
@@ -323,14 +345,16 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
 # ------------------------------------------------------------------------------------- main
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    own, passthrough = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    cut = argv.index("--") if "--" in argv else len(argv)
+    own, passthrough = argv[:cut], argv[cut + 1:]  # ours, then train.py's
     args = get_args_parser().parse_args(own)
     args.rows = [r for item in args.rows for r in item.split(",") if r]
     unknown = [r for r in args.rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"unknown row(s) {unknown}; valid: {', '.join(ROWS)}")
     # Parsing the passthrough with train.py's own parser catches typos now, not hours later.
-    given, defaults = vars(train.get_args_parser().parse_args(passthrough)), vars(train.get_args_parser().parse_args([]))
+    given = vars(train.get_args_parser().parse_args(passthrough))
+    defaults = vars(train.get_args_parser().parse_args([]))
     clash = [k for k in OWNED if given[k] != defaults[k]]
     if clash:
         raise SystemExit(f"ablate.py sets {', '.join('--' + k.replace('_', '-') for k in clash)} "
@@ -362,7 +386,7 @@ def main(argv=None):
     write_csv(csv_path, table)
     body = render(table, warnings, args, passthrough, command, wall, len(todo), csv_path)
     write_section(args.results, "ablation", body)
-    print("\n" + body + f"\n\n[ablate] total wall time {wall:.0f} s; wrote {args.results} and {csv_path}")
+    print(f"\n{body}\n\n[ablate] total wall time {wall:.0f} s; wrote {args.results} and {csv_path}")
     return table
 
 

@@ -19,14 +19,16 @@ Three sections, each a function that returns a markdown table (`--sections` pick
                 (Paper: X3D-S vs MViTv2-S, ~89% fewer parameters, ~96% fewer FLOPs).
 
 The lower bound (section "step"). Forward MACs are counted by torch's FlopCounterMode on the
-very call that is timed (matmuls and convolutions, attention included; not element-wise work); a
-backward pass is counted as 2x its forward (gradient w.r.t. the input + w.r.t. the weights, the
-usual rule; the frozen teachers have none). Note: not FlopCounterMode's own backward count: torch 2.14 counts a grouped conv's
-weight gradient as if the conv were dense (65x the forward for a 64-channel depthwise conv
-instead of ~1x; see pytorch/pytorch PR #183405), which would put X3D's backward "below" its bound.
-The machine's sustained rate is measured with a dense float32 matmul, the best case for a CPU. So `bound_ms = MACs / (dense matmul MACs per second)` is a floor no implementation of that
-part can beat without doing fewer MACs, and `measured / bound` says how far a part is from being
-compute-bound: depthwise 3D convs, tiny tensors, memory traffic and per-op overhead all push it up.
+very call that is timed (matmuls and convolutions, attention included; not element-wise work).
+A backward pass is counted as 2x its forward (gradients w.r.t. the input and the weights, the
+usual rule; the frozen teachers have none). Note: not FlopCounterMode's own backward count:
+torch 2.14 counts a grouped conv's weight gradient as if the conv were dense (65x the forward
+for a 64-channel depthwise conv instead of ~1x; see pytorch/pytorch PR #183405), which would put
+X3D's backward "below" its bound. The machine's sustained rate is measured with a dense float32
+matmul, the best case for a CPU. So `bound_ms = MACs / (dense matmul MACs per second)` is a floor
+no implementation of that part can beat without doing fewer MACs, and `measured / bound` says
+how far a part is from being compute-bound: depthwise 3D convs, tiny tensors, memory traffic and
+per-op overhead all push it up.
 
 Every time is the median of `repeats` runs after `warmup` runs (the first runs pay for memory
 allocation and oneDNN kernel selection). The machine (CPU model, cores, torch threads, load
@@ -211,15 +213,11 @@ def sustained_rate(n, warmup, repeats):
 
 
 def loss_terms(z_s, e_s, pred, target, z_vit, z_cnn, e_vit, y, args):
-    """The distillation terms exactly as train.train_one_epoch computes them (same calls, same
-    arguments). Note: a copy of those few lines, needed to time the loss arithmetic on its own;
-    if train.py changes its loss wiring, change this too."""
-    w = teacher_weights(args.weighting, [z_vit, z_cnn], z_s, **args.weight_kw)
-    ce = F.cross_entropy(z_s.float(), y, reduction="mean")
-    kd = kd_loss(z_s, fuse_logits([z_vit, z_cnn], w), T=args.T)
-    sdd = sdd_loss(pred, target)
-    rkd = rkd_loss(e_s, e_vit, w_d=args.rkd_distance_weight, w_a=args.rkd_angle_weight)
-    return ce + args.alpha * kd + args.beta * sdd + args.gamma * rkd
+    """The total distillation loss from train.py's own `distillation_terms` (same calls, same
+    arguments), on given logits and features, so the loss arithmetic can be timed on its own."""
+    t = train.distillation_terms(z_s, {"embed": e_s}, pred, target, z_vit, {"embed": e_vit}, z_cnn,
+                                 y, args)
+    return t["ce"] + args.alpha * t["kd"] + args.beta * t["sdd"] + args.gamma * t["rkd"]
 
 
 def bench_step(args, cfg):
@@ -327,7 +325,8 @@ def bench_step(args, cfg):
         "RKD distance (B x B)": lambda lv: rkd_distance_loss(lv[1], f_vit["embed"]),
         "RKD angle (B x B x B)": lambda lv: rkd_angle_loss(lv[1], f_vit["embed"]),
     }
-    term_ms = {n: median_ms(lambda lv: fn(lv).backward(), warm, reps, leaves) for n, fn in terms.items()}
+    term_ms = {n: median_ms(lambda lv: fn(lv).backward(), warm, reps, leaves)
+               for n, fn in terms.items()}
 
     rate = sustained_rate(cfg["matmul_n"], 1, reps)
     rows = []
@@ -336,8 +335,9 @@ def bench_step(args, cfg):
         rows.append([name, f"{ms:.2f}", f"{100 * ms / t_full:.1f}%", f"{g:.4f}", f"{bound:.3f}",
                      f"{ms / bound:.0f}x" if bound > 0 else "-"])
     total_ms, total_g = sum(p[1] for p in parts), sum(p[2] for p in parts)
+    total_bound = 1000 * total_g / rate
     rows.append(["**sum of the parts**", f"{total_ms:.2f}", f"{100 * total_ms / t_full:.1f}%",
-                 f"{total_g:.4f}", f"{1000 * total_g / rate:.3f}", f"{total_ms / (1000 * total_g / rate):.0f}x"])
+                 f"{total_g:.4f}", f"{total_bound:.3f}", f"{total_ms / total_bound:.0f}x"])
     rows.append(["**full distillation step** (train.train_one_epoch)", f"{t_full:.2f}", "100%",
                  "", "", ""])
     rows.append(["**CE-only student step** (train.train_one_epoch)", f"{t_ce:.2f}",
@@ -453,9 +453,9 @@ def main(argv=None):
         t0 = time.perf_counter()
         print(f"[bench] {name} ...", flush=True)
         table = run[name](args, cfg)
-        stamp = (f"### {name}\n\nCommand: `{command}`{' (quick: a smoke run, not a measurement)' if args.quick else ''}; "
-                 f"{time.strftime('%Y-%m-%d %H:%M')}, {time.perf_counter() - t0:.0f} s.  \n"
-                 f"Machine: {machine()}.\n\n")
+        quick = " (--quick: a smoke run, not a measurement)" if args.quick else ""
+        stamp = (f"### {name}\n\nCommand: `{command}`{quick}; {time.strftime('%Y-%m-%d %H:%M')}, "
+                 f"{time.perf_counter() - t0:.0f} s.  \nMachine: {machine()}.\n\n")
         print(stamp + table + "\n", flush=True)
         body = replace_section(body, f"bench-{name}", stamp + table)
     # Sub-sections in a fixed order, whichever ran this time.

@@ -877,6 +877,9 @@ def make_fake_hmdb51_layout(root, num_videos=6766):
 def measure_loader(dataset, num_workers=2, batch_size=16, num_batches=20):
     """Training-loader throughput -> clips per second over `num_batches` batches, after one batch
     that pays for starting the workers (epochs are repeated as needed)."""
+    if len(dataset) < batch_size:  # drop_last would leave no batch at all: the loop never ends
+        raise ValueError(f"measure_loader needs at least batch_size={batch_size} videos, the "
+                         f"dataset has {len(dataset)}")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
                         drop_last=True, persistent_workers=num_workers > 0)
 

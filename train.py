@@ -170,7 +170,11 @@ def build_datasets(args, clip):
     """Training set, evaluation set (test split or held-out part of train) and class names."""
     root = args.data_root
     if args.dataset == "synthetic":
-        root = root or "data/synthetic"
+        # Non-default sets get their own folder: regenerating a shared one would pull it from
+        # under another run that is reading it.
+        custom = args.synthetic_videos_per_class is not None or args.data_seed != 0
+        root = root or ("data/synthetic" if not custom else
+                        f"data/synthetic_{args.synthetic_videos_per_class}vpc_seed{args.data_seed}")
         kw = {} if args.synthetic_videos_per_class is None else {
             "videos_per_class": args.synthetic_videos_per_class}
         if is_main():
@@ -239,6 +243,19 @@ def load_state(model, path, what):
 
 
 # --------------------------------------------------------------------------- one epoch of training
+def distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args):
+    """The loss terms of one batch (each a float32 scalar) and the mean DATW weights (logged)."""
+    # DATW: per-sample weights over the teachers [ViT, CNN], then z_target = sum_k w_k z_k
+    w = teacher_weights(args.weighting, [z_vit, z_cnn], z_s, **args.weight_kw)
+    zero = z_s.new_zeros((), dtype=torch.float32)  # a switched-off term costs nothing
+    return {"ce": F.cross_entropy(z_s.float(), y, reduction="mean"),
+            "kd": kd_loss(z_s, fuse_logits([z_vit, z_cnn], w), T=args.T),
+            "sdd": sdd_loss(pred, target) if pred is not None else zero,
+            "rkd": rkd_loss(f_s["embed"], f_vit["embed"], w_d=args.rkd_distance_weight,
+                            w_a=args.rkd_angle_weight) if args.gamma > 0 else zero,
+            "w_vit": w[:, 0].mean(), "w_cnn": w[:, 1].mean()}
+
+
 def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec_s, teachers=None,
                     epoch=0, max_steps=None, desc="train"):
     """One epoch. Without teachers: cross-entropy only (teacher fine-tuning, student_ce).
@@ -261,16 +278,9 @@ def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec_s, tea
                     z_vit, f_vit = teachers["vit"][0](models.adapt_input(clip, teachers["vit"][1]))
                     z_cnn, f_cnn = teachers["cnn"][0](models.adapt_input(clip, teachers["cnn"][1]))
                 z_s, f_s, pred, target = net(models.adapt_input(clip, spec_s), f_vit["map"], f_cnn["map"])
-                # DATW: per-sample weights over the teachers [ViT, CNN], then z_target = sum_k w_k z_k
-                w = teacher_weights(args.weighting, [z_vit, z_cnn], z_s, **args.weight_kw)
-                terms["ce"] = F.cross_entropy(z_s.float(), y, reduction="mean")
-                terms["kd"] = kd_loss(z_s, fuse_logits([z_vit, z_cnn], w), T=args.T)
-                terms["sdd"] = sdd_loss(pred, target) if pred is not None else z_s.new_zeros(())
-                terms["rkd"] = (rkd_loss(f_s["embed"], f_vit["embed"], w_d=args.rkd_distance_weight,
-                                         w_a=args.rkd_angle_weight) if args.gamma > 0 else z_s.new_zeros(()))
-                terms["w_vit"], terms["w_cnn"] = w[:, 0].mean(), w[:, 1].mean()  # logged, not trained
+                terms = distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args)
             loss = terms["ce"]
-            if teachers is not None:
+            if teachers is not None:  # Paper: L = CE + alpha * KD_DATW + beta * SDD + gamma * RKD
                 loss = loss + args.alpha * terms["kd"] + args.beta * terms["sdd"] + args.gamma * terms["rkd"]
         values = {k: v.item() for k, v in terms.items()}  # note: a CPU-GPU sync, once per step
         for k, v in values.items():

@@ -6,3 +6,6 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 torch.manual_seed(0)
+# One thread: the tests' tensors are tiny, and several processes (DataLoader workers, the 2-process
+# DDP run) share the cores; oversubscribed OpenMP threads spin and make every op ~30x slower.
+torch.set_num_threads(1)

@@ -125,6 +125,16 @@ def test_finished_run_with_other_settings_is_an_error_not_a_silent_reuse(sweep, 
         ablate.main(changed)
 
 
+def test_a_flag_added_to_train_py_after_a_run_is_a_warning_not_an_error(tmp_path):
+    argv = ["--epochs", "3"]
+    saved = json.loads(json.dumps(vars(train.get_args_parser().parse_args(argv)), default=str))
+    del saved["vit_teacher_lr"]  # as if the run was made before train.py had --vit-teacher-lr
+    assert ablate.settings_mismatch(saved, argv) == ([], ["vit_teacher_lr"])
+    saved["epochs"] = 2
+    differ, _ = ablate.settings_mismatch(saved, argv)
+    assert differ == ["epochs: 2 on disk, 3 now"]
+
+
 def test_flags_that_ablate_sets_itself_are_refused_after_the_separator():
     with pytest.raises(SystemExit, match="sets --seed, --weighting itself"):
         ablate.main(["--", "--seed", "3", "--weighting", "uniform"])
@@ -176,7 +186,8 @@ def test_sections_replace_only_their_own_text_and_refuse_half_markers(tmp_path):
         bench.replace_section("<!-- ablation:begin -->\nlost end", "ablation", "x")
     path = tmp_path / "new" / "RESULTS.md"
     bench.write_section(str(path), "bench", "hello")  # a missing file gets the short header
-    assert path.read_text().startswith("# Results") and bench.get_section(path.read_text(), "bench") == "hello"
+    assert path.read_text().startswith("# Results")
+    assert bench.get_section(path.read_text(), "bench") == "hello"
 
 
 def test_bench_quick_runs_every_section_and_keeps_the_ablation_section(tmp_path):

@@ -15,7 +15,7 @@ import train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny synthetic set and short runs: the point is the wiring, not the accuracy.
 FAST = ["--synthetic-videos-per-class", "6", "--workers", "0", "--batch-size", "4",
-        "--eval-clips", "2"]
+        "--eval-clips", "2", "--vit-teacher-epochs", "1"]
 
 
 @pytest.fixture(scope="session")
