@@ -125,7 +125,7 @@ def get_args_parser():
     g.add_argument("--amp", action="store_true", help="mixed precision on CUDA (losses in float32)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     g.add_argument("--dry-run", action="store_true",
-                   help="a few steps of every stage on a few batches: a quick end-to-end check")
+                   help="at most 2 epochs of 2 steps per stage, 2 eval batches: a quick check")
     return p
 
 
@@ -391,7 +391,8 @@ def teacher_cache_key(args, role, name, root, n_train):
                   pretrained=args.pretrained, epochs=args.teacher_epochs, vit_epochs=args.vit_teacher_epochs,
                   lr=args.teacher_lr, vit_lr=args.vit_teacher_lr,
                   wd=args.wd, bs=args.batch_size, warmup=args.warmup_epochs, seed=args.seed,
-                  val_fraction=args.val_fraction, dry_run=args.dry_run,
+                  clip_grad=args.clip_grad, amp=args.amp, val_fraction=args.val_fraction,
+                  dry_run=args.dry_run,
                   world=dist.get_world_size() if dist.is_initialized() else 1)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16], fields
 
@@ -447,6 +448,9 @@ def main(argv=None):
     if args.preset not in models.PRESETS:
         raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
     args.dry_steps = 2 if args.dry_run else None
+    if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
+        for k in ("epochs", "teacher_epochs", "vit_teacher_epochs"):
+            setattr(args, k, min(getattr(args, k), 2))
     args.weight_kw = {"T": args.datw_T, "tau_w": args.tau_w}
     setup_distributed(args)
     args.run_key = hashlib.sha256(json.dumps({k: v for k, v in vars(args).items() if k not in
