@@ -174,7 +174,7 @@ def build_datasets(args, clip):
         # under another run that is reading it.
         custom = args.synthetic_videos_per_class is not None or args.data_seed != 0
         root = root or ("data/synthetic" if not custom else
-                        f"data/synthetic_{args.synthetic_videos_per_class}vpc_seed{args.data_seed}")
+                        f"data/synthetic_{args.synthetic_videos_per_class or 'default'}vpc_seed{args.data_seed}")
         kw = {} if args.synthetic_videos_per_class is None else {
             "videos_per_class": args.synthetic_videos_per_class}
         if is_main():
