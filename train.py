@@ -545,5 +545,5 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         print("\ninterrupted: the last finished epoch is checkpointed; rerun with --resume to continue")
         raise SystemExit(130)
-    except NonFiniteLoss as e:
-        raise SystemExit(str(e))
+    except (NonFiniteLoss, FileNotFoundError) as e:  # bad input or a diverged run: the message is
+        raise SystemExit(f"error: {e}")                 # the actionable part, not the traceback
