@@ -141,11 +141,14 @@ def log(*a):
         print(*a, flush=True)
 
 
+def seed_of(*keys):
+    """A 32-bit seed from a tuple of keys, e.g. (seed, "student", epoch): stable across runs."""
+    return int(hashlib.sha256(repr(keys).encode()).hexdigest()[:8], 16)
+
+
 def seed_everything(*keys):
-    """Seed every RNG from a tuple of keys, e.g. (seed, "student", epoch)."""
-    s = int(hashlib.sha256(repr(keys).encode()).hexdigest()[:8], 16)
+    s = seed_of(*keys)
     random.seed(s), np.random.seed(s), torch.manual_seed(s)
-    return s
 
 
 def atomic_save(obj, path):
@@ -200,7 +203,7 @@ def build_datasets(args, clip):
 
 def train_loader(train_set, args, key):
     """Shuffled per epoch from a generator seeded by `key`: the epoch's order is reproducible."""
-    g = torch.Generator().manual_seed(seed_everything(*key))
+    g = torch.Generator().manual_seed(seed_of(*key))
     sampler = (DistributedSampler(train_set, seed=g.initial_seed() % 2**31, drop_last=True)
                if dist.is_initialized() else RandomSampler(train_set, generator=g))
     return DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True,
@@ -272,8 +275,7 @@ def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec_s, tea
         with torch.autocast("cuda", enabled=args.amp and args.device.startswith("cuda")):
             terms = {}
             if teachers is None:
-                z = net(models.adapt_input(clip, spec_s))
-                z = z[0] if isinstance(z, tuple) else z
+                z = net(models.adapt_input(clip, spec_s))  # (B, C) logits of a plain model
                 terms["ce"] = F.cross_entropy(z.float(), y, reduction="mean")
             else:
                 with torch.no_grad():  # teachers only provide targets: no graph, no gradient
@@ -310,6 +312,7 @@ def evaluate(model, loader, spec, args, max_steps=None, desc="eval"):
     """clip_acc@1: the centered view alone; video_acc@1: softmax averaged over all V views."""
     model.eval()
     counts = torch.zeros(4, dtype=torch.float64)  # correct clip, correct video, videos, failed
+    c = (args.eval_clips // 2) * args.eval_crops + args.eval_crops // 2  # centered clip, center crop
     for step, batch in enumerate(tqdm(loader, desc=desc, leave=False, disable=not is_main())):
         if max_steps is not None and step >= max_steps:
             break
@@ -322,8 +325,7 @@ def evaluate(model, loader, spec, args, max_steps=None, desc="eval"):
         B, V = views.shape[:2]  # (B, V, 3, T, H, W), V = clips x crops, clip-major
         with torch.autocast("cuda", enabled=args.amp and args.device.startswith("cuda")):
             z = model(models.adapt_input(views.flatten(0, 1), spec))
-        z = (z[0] if isinstance(z, tuple) else z).float().view(B, V, -1)  # (B*V, C) -> (B, V, C)
-        c = (args.eval_clips // 2) * args.eval_crops + args.eval_crops // 2  # centered clip, center crop
+        z = z.float().view(B, V, -1)  # (B*V, C) -> (B, V, C)
         counts[0] += (z[:, c].argmax(-1) == y).sum().item()
         counts[1] += (z.softmax(-1).mean(1).argmax(-1) == y).sum().item()
         counts[2] += B
@@ -462,7 +464,7 @@ def main(argv=None):
     t_start = time.time()
     if is_main():
         os.makedirs(args.out, exist_ok=True)
-        log(json.dumps({k: v for k, v in vars(args).items()}, indent=1, default=str))
+        log(json.dumps(vars(args), indent=1, default=str))
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(vars(args), f, indent=1, default=str)
     train_set, eval_set, root = build_datasets(args, preset["clip"])
@@ -494,10 +496,9 @@ def main(argv=None):
     # stage 3: distillation -- the same student initialization, plus the training-only SDD head
     seed_everything(args.seed, "student", "init")
     student = models.build_model(preset["student"], len(classes), pretrained=args.pretrained)
-    dims = {k: models.feature_dims(m, s) for k, m, s in (("s", student, spec_s), ("vit", vit, spec_vit),
-                                                         ("cnn", cnn, spec_cnn))}
-    head = (SDDHead(dims["s"]["map"], dims["vit"]["map"], dims["cnn"]["map"], target=args.sdd_target)
-            if args.beta > 0 else None)
+    c_map = [models.feature_dims(m, spec)["map"] for m, spec in
+             ((student, spec_s), (vit, spec_vit), (cnn, spec_cnn))]  # channels of each "map"
+    head = SDDHead(*c_map, target=args.sdd_target) if args.beta > 0 else None
     net = Distiller(student, head).to(args.device)
     results["student"] = fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
                              teachers=teachers, ckpt_path=os.path.join(args.out, "ckpt_student.pt"))
@@ -505,9 +506,8 @@ def main(argv=None):
     # report
     rows = {"vit_teacher": model_row(preset["vit_teacher"], vit, spec_vit, m_vit),
             "cnn_teacher": model_row(preset["cnn_teacher"], cnn, spec_cnn, m_cnn),
-            "student": model_row(preset["student"], student, spec_s, results["student"])}
-    if "student_ce" in results:
-        rows["student_ce"] = model_row(preset["student"], student, spec_s, results["student_ce"])
+            **{k: model_row(preset["student"], student, spec_s, results[k])
+               for k in ("student", "student_ce") if k in results}}
     s, v = rows["student"], rows["vit_teacher"]
     out = {"config": {k: v for k, v in vars(args).items() if k != "weight_kw"}, "models": rows,
            "reduction_vs_vit": {"params_%": 100 * (1 - s["params"] / v["params"]),

@@ -114,7 +114,7 @@ def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, 
 def test_resume_after_interruption_ends_with_the_same_numbers(tmp_path, data_root, monkeypatch):
     base = ["--epochs", "2", "--teacher-epochs", "1", "--skip-student-ce"]  # full epochs, no dry run
     full = run(tmp_path, data_root, *base, out="full")
-    real, calls = train.train_one_epoch, {"n": 0}
+    real = train.train_one_epoch
 
     def interrupted(*a, **kw):  # Ctrl-C during the second epoch of the student
         if kw.get("desc", "").startswith("student 2/"):
