@@ -51,7 +51,7 @@ from datw import fuse_logits, kd_loss, teacher_weights
 from rkd import rkd_loss
 from sdd import SDDHead, sdd_loss
 
-TEACHER_RECIPE_VERSION = 1  # bump when the teacher training code changes: invalidates the cache
+TEACHER_RECIPE_VERSION = 2  # bump when the teacher training code changes: invalidates the cache
 
 
 def get_args_parser():
@@ -404,6 +404,7 @@ def teacher_cache_key(args, role, name, root, n_train):
 def get_teacher(role, name, ckpt, args, loaders, num_classes, root):
     """A fine-tuned, frozen teacher: from --<role>-teacher-ckpt, the cache, or trained now."""
     spec = models.input_spec(name)
+    seed_everything(args.seed, role, "init")  # the teacher's initial weights follow --seed
     model = models.build_model(name, num_classes, pretrained=args.pretrained and not ckpt)
     if ckpt:  # fine-tuned elsewhere: evaluate once so the report has its accuracy
         model = frozen(load_state(model, ckpt, f"--{role}-teacher-ckpt").to(args.device))
@@ -413,9 +414,9 @@ def get_teacher(role, name, ckpt, args, loaders, num_classes, root):
     path = os.path.join(args.cache_dir, f"{role}_{name}_{key}.pt")
     if os.path.exists(path):
         log(f"[teacher {role}] reusing {path}")
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        return frozen(load_state(model, path, "cached teacher").to(args.device)), spec, ck["metrics"]
-    seed_everything(args.seed, role, "init")
+        ck = torch.load(path, map_location="cpu", weights_only=False)  # ours, keyed: it fits
+        model.load_state_dict(ck["model"])
+        return frozen(model.to(args.device)), spec, ck["metrics"]
     model.to(args.device)
     epochs = args.vit_teacher_epochs if role == "vit" and args.vit_teacher_epochs else args.teacher_epochs
     lr = args.vit_teacher_lr if role == "vit" else args.teacher_lr

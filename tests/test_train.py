@@ -174,3 +174,16 @@ def test_two_process_ddp_run_on_cpu(tmp_path, data_root):
     assert proc.returncode == 0, proc.stderr[-3000:]
     saved = json.load(open(tmp_path / "ddp" / "results.json"))
     assert saved["models"]["student"]["clip_acc@1"] is not None
+
+
+def test_same_seed_trains_identical_teachers(tmp_path, data_root):
+    """--seed fixes the teachers' initial weights too, so a run's numbers follow from its flags."""
+    base = ["--dry-run", "--epochs", "1", "--teacher-epochs", "1", "--skip-student-ce"]
+    for name in ("a", "b"):
+        run(tmp_path, data_root, *base, "--cache-dir", str(tmp_path / f"cache_{name}"), out=name)
+    files = sorted(os.listdir(tmp_path / "cache_a"))
+    assert files == sorted(os.listdir(tmp_path / "cache_b")) and len(files) == 2
+    for f in files:
+        a = torch.load(tmp_path / "cache_a" / f, weights_only=False)["model"]
+        b = torch.load(tmp_path / "cache_b" / f, weights_only=False)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), f
