@@ -344,7 +344,7 @@ def fit(stage, net, loaders, args, spec_s, epochs, lr, teachers=None, ckpt_path=
     world = dist.get_world_size() if dist.is_initialized() else 1
     steps = args.dry_steps or len(loaders["train_set"]) // world // args.batch_size  # per epoch
     warm, total = max(1, int(args.warmup_epochs * steps)), max(1, epochs * steps)
-    # lr(t) = t/warm for t < warm, then 0.5 * (1 + cos(pi * progress)): a schedule in steps
+    # factor(t) = (t+1)/warm for t < warm, then 0.5 * (1 + cos(pi * progress)); t counts steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: (t + 1) / warm if t < warm else
                                                   0.5 * (1 + math.cos(math.pi * (t - warm) / max(1, total - warm))))
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device.startswith("cuda"))
