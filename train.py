@@ -51,7 +51,7 @@ from datw import fuse_logits, kd_loss, teacher_weights
 from rkd import rkd_loss
 from sdd import SDDHead, sdd_loss
 
-TEACHER_RECIPE_VERSION = 2  # bump when the teacher training code changes: invalidates the cache
+TEACHER_RECIPE_VERSION = 3  # bump when the teacher training code changes: invalidates the cache
 
 
 def get_args_parser():

@@ -9,6 +9,7 @@ import urllib.error
 
 import pytest
 import torch
+from torchvision.models.video.mvit import MViT
 
 import models
 
@@ -151,11 +152,14 @@ def test_embed_is_what_the_classifier_reads(name, size):
         torch.testing.assert_close(classifier(feats["embed"]), logits, rtol=1e-4, atol=1e-5)
 
 
-def test_mvit_map_is_the_normalized_patch_tokens_without_the_class_token():
+@pytest.mark.parametrize("pooling", ["mean", "class token"])
+def test_mvit_map_is_the_normalized_patch_tokens_without_the_class_token(pooling):
     model = models.build_model("mvit_tiny", 4).eval()
+    if pooling == "class token":  # the same weights read as torchvision's MViT (MViTv2-S's way)
+        model.__class__ = MViT
     x = torch.randn(2, 3, 8, 32, 32)
     with torch.no_grad():
-        _, feats = models.FeatureTap(model)(x)
+        logits, feats = models.FeatureTap(model)(x)
         # the same tokens by hand: patchify, class token, blocks, norm
         t = model.pos_encoding(model.conv_proj(x).flatten(2).transpose(1, 2))
         thw = (model.pos_encoding.temporal_size,) + model.pos_encoding.spatial_size
@@ -163,13 +167,15 @@ def test_mvit_map_is_the_normalized_patch_tokens_without_the_class_token():
             t, thw = block(t, thw)
         t = model.norm(t)  # (B, 1 + T'H'W', C)
     B, N, C = t.shape
-    torch.testing.assert_close(feats["embed"], t[:, 0])
+    torch.testing.assert_close(feats["embed"], t[:, 1:].mean(1) if pooling == "mean" else t[:, 0])
+    torch.testing.assert_close(logits, model.head(feats["embed"]))
     torch.testing.assert_close(feats["map"], t[:, 1:].transpose(1, 2).reshape(B, C, *thw))
 
 
 def test_mvit_embed_is_read_before_the_heads_in_place_dropout():
     # torchvision's MViT head starts with Dropout(inplace=True) on the class token
     model = models.build_model("mvit_tiny", 4)
+    model.__class__ = MViT  # read the class token, as MViTv2-S does
     model.head[0].p = 0.5
     x = torch.randn(2, 3, 8, 32, 32)
     _, train_feats = models.FeatureTap(model.train())(x)  # nothing else in mvit_tiny is random
