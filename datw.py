@@ -18,7 +18,11 @@ student is distilled towards the weighted logits  z_target = w_vit z_vit + w_cnn
 Our reading (the paper's text was not available; only z_target above is given):
 - e = c * d, a product: a teacher must be sure AND say something new. An unsure teacher (c=0)
   or one that repeats the student (d=0) scores 0 whatever the other factor; the softmax still
-  gives it a share, so no teacher is ever switched off completely.
+  gives it a share, so no teacher is ever switched off completely. Note: a consequence. A teacher
+  at chance (c ~ 0) and a good teacher the student already agrees with (d ~ 0) both score ~0, so
+  they get about equal weights: DATW cannot tell "nothing to teach" from "nothing new to teach"
+  (the demo's "ViT at chance" sample). The paper's setting, two teachers stronger than the
+  student, rarely asks that question; a broken teacher does.
 - Discrepancy uses *centred* logits. Note: softmax ignores adding a constant to all logits, so
   two logit vectors with the same prediction must have d = 0; the plain cosine of raw logits
   would call them different. Cosine ignores scale, so d measures *what* a teacher says and c
@@ -171,15 +175,17 @@ if __name__ == "__main__":
         ("student untrained (flat)", peak(2), peak(3, 3.0), torch.zeros(C),
          "d=0.5 for both: confidence decides"),
         ("teachers identical", peak(2), peak(2), peak(1), "identical teachers -> uniform"),
+        ("ViT at chance, CNN repeats the student", torch.zeros(C), peak(1), peak(1),
+         "e~0 for both: the useless ViT gets ~1/2"),
     ]
     z_vit, z_cnn, z_s = (torch.stack([c[i] for c in cases]) for i in (1, 2, 3))
     w = datw_weights([z_vit, z_cnn], z_s)
     c, d = confidence(torch.stack([z_vit, z_cnn])), discrepancy(torch.stack([z_vit, z_cnn]), z_s)
     print("DATW on crafted samples (T=1, tau_w=0.1); teacher 0 = ViT, teacher 1 = CNN\n")
-    print(f"{'sample':37s} {'c_vit':>5s} {'d_vit':>5s} {'c_cnn':>5s} {'d_cnn':>5s}"
+    print(f"{'sample':38s} {'c_vit':>5s} {'d_vit':>5s} {'c_cnn':>5s} {'d_cnn':>5s}"
           f" {'w_vit':>5s} {'w_cnn':>5s}  why")
     for b, (name, *_, why) in enumerate(cases):
-        print(f"{name:37s} {c[0, b]:5.2f} {d[0, b]:5.2f} {c[1, b]:5.2f} {d[1, b]:5.2f}"
+        print(f"{name:38s} {c[0, b]:5.2f} {d[0, b]:5.2f} {c[1, b]:5.2f} {d[1, b]:5.2f}"
               f" {w[b, 0]:5.2f} {w[b, 1]:5.2f}  {why}")
 
     # Dynamics: as the student absorbs the ViT's view, the ViT's discrepancy (and weight) drops

@@ -93,6 +93,16 @@ def test_identical_teachers_get_uniform_weights():
     assert torch.allclose(datw_weights([z, z, z], z_s), torch.full((8, 3), 1 / 3))
 
 
+def test_documented_limit_a_teacher_at_chance_ties_with_one_the_student_agrees_with():
+    # e = c * d: uniform logits give c = 0, a teacher equal to the student gives d = 0, so both
+    # efficacies are 0 and DATW splits the weight evenly (datw.py, "a consequence"). Entropy-only
+    # weighting, which ignores the student, does reject the teacher at chance.
+    z_s = 8.0 * F.one_hot(torch.arange(16) % 9, 9).float()  # a sure student (c = 0.98)
+    at_chance, agreeing = torch.zeros(16, 9), z_s.clone()
+    torch.testing.assert_close(datw_weights([at_chance, agreeing], z_s), torch.full((16, 2), 0.5))
+    assert (entropy_weights([at_chance, agreeing], z_s)[:, 0] < 0.001).all()
+
+
 def test_no_gradient_through_weights_or_target():
     z_s = torch.randn(4, 6, requires_grad=True)
     z_vit, z_cnn = torch.randn(4, 6, requires_grad=True), torch.randn(4, 6, requires_grad=True)
