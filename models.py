@@ -423,8 +423,8 @@ def _mvit_tiny(num_classes: int) -> MeanPoolMViT:
     of the patch tokens (`MeanPoolMViT`).
     Note: why mean pooling. With MViTv2-S's class token this model learned from scratch only after
     sitting near chance for 10-20 epochs, and in some seeds never did; with mean pooling it learns
-    from about epoch 6 and ended higher (the teacher stage of `python train.py --val-fraction 0.2`,
-    seed 0, 30 epochs: 54.5% vs 40.2% clip accuracy on the held-out 20% of the training videos). Without label-preserving spatial augmentation every
+    from about epoch 6 and ended higher (exploratory teacher-only runs on the held-out 20% of the
+    training videos, seed 0, 30 epochs: 54.5% vs 40.2% clip accuracy; RESULTS.md). Without label-preserving spatial augmentation every
     tiny MViT we tried memorized the training clips. The pooling block helped most: it is MViT's
     own convolutional inductive bias. ViTs are data hungry.
     """
