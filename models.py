@@ -108,10 +108,12 @@ _INPUT_SPECS = {
     "r3d_18": (16, 112, _KINETICS_R3D),
     "mc3_18": (16, 112, _KINETICS_R3D),
     "r2plus1d_18": (16, 112, _KINETICS_R3D),
-    # Tiny CPU variants (ours): every model sees the tiny preset's whole 8x32x32 clip.
+    # Tiny CPU variants (ours): the teachers see the tiny preset's whole 8x32x32 clip; the student
+    # a smaller one, 6x24, as in the paper preset (X3D-S 13x160 vs 16x224: 0.81 of the frames,
+    # 0.71 of the side; here 0.75 and 0.75).
     "mvit_tiny": (8, 32, _KINETICS_X3D),
     "x3d_m_tiny": (8, 32, _KINETICS_X3D),
-    "x3d_s_tiny": (8, 32, _KINETICS_X3D),
+    "x3d_s_tiny": (6, 24, _KINETICS_X3D),
 }
 MODEL_NAMES = tuple(_INPUT_SPECS)
 
@@ -374,15 +376,17 @@ class X3D(nn.Module):
 # XS, S and M (one network, three inputs: 3,794,274 parameters with 400 classes) and 5.0 gives
 # (5, 10, 25, 15) for L.
 #
-# Tiny variants (ours) for the `tiny` preset's 8x32x32 clips on a CPU. Sized by measurement on
-# 2 CPU cores (one train step = forward + backward + SGD step, batch 16, 8x32x32; 9 classes):
-#   name         params   GMACs/view  train step   last-stage map   embed
-#   x3d_s_tiny    73 K     0.0069      ~0.035 s     64 x 8x4x4       128    (student)
-#   x3d_m_tiny   378 K     0.038       ~0.08 s     128 x 8x4x4       256    (CNN teacher)
-#   mvit_tiny    358 K     0.034       ~0.045 s     96 x 4x4x4        96    (ViT teacher)
-# Both teachers have ~5x the student's parameters and multiply-adds, like the paper's ordering.
-# The two X3D stages at 4x4 keep stride 1 (spatial strides 2, 2, 1, 1), so that the "map" the SDD
-# branch works on is 4x4 rather than the 1x1 that X3D's stride 32 would leave of a 32 px frame.
+# Tiny variants (ours) for the `tiny` preset on a CPU. Sized by measurement on 2 CPU cores (one
+# train step = forward + backward + SGD step, batch 16, 8x32x32; 9 classes); the student is fed
+# 6x24 (`_INPUT_SPECS`), where its GMACs and map are those in brackets:
+#   name         params   GMACs/view        train step   last-stage map           embed
+#   x3d_s_tiny    73 K     0.0069 [0.0029]   ~0.035 s     64 x 8x4x4 [64 x 6x3x3]   128  (student)
+#   x3d_m_tiny   378 K     0.038             ~0.08 s     128 x 8x4x4               256  (CNN teacher)
+#   mvit_tiny    358 K     0.034             ~0.045 s     96 x 4x4x4                 96  (ViT teacher)
+# Both teachers have ~5x the student's parameters (and, on its smaller input, ~12x its
+# multiply-adds), like the paper's ordering. The two X3D stages at 4x4 keep stride 1 (spatial
+# strides 2, 2, 1, 1), so that the "map" the SDD branch works on is 4x4 rather than the 1x1 that
+# X3D's stride 32 would leave of a 32 px frame.
 _X3D_CONFIGS = {
     "x3d_xs": dict(),
     "x3d_s": dict(),

@@ -325,7 +325,7 @@ def test_adapter_resamples_frames_uniformly_and_resizes_to_the_native_input():
 
 
 def test_adapter_normalizes_with_the_models_mean_and_std():
-    spec = models.input_spec("x3d_s_tiny")
+    spec = models.input_spec("x3d_m_tiny")  # 8x32x32: the clip passes through unresampled
     clip = torch.randint(0, 256, (2, 3, 8, 32, 32), dtype=torch.uint8)
     expected = (clip.float() / 255 - torch.tensor(spec.mean).view(1, 3, 1, 1, 1)) \
         / torch.tensor(spec.std).view(1, 3, 1, 1, 1)
@@ -344,3 +344,14 @@ def test_adapter_gives_mvit_v2_s_its_only_accepted_input_and_keeps_constant_fram
 def test_adapter_rejects_float_clips_with_an_actionable_message():
     with pytest.raises(TypeError, match="uint8"):
         models.adapt_input(torch.zeros(1, 3, 8, 32, 32), models.input_spec("x3d_s_tiny"))
+
+
+@pytest.mark.parametrize("preset", ["tiny", "paper"])
+def test_the_student_sees_a_smaller_clip_than_its_teachers(preset):
+    # The paper's X3D-S reads 13x160 where both teachers read 16x224; the tiny preset keeps that
+    # shape of the setting (6x24 vs 8x32), so the teachers see more than the student can.
+    p = models.PRESETS[preset]
+    s = models.input_spec(p["student"])
+    for teacher in (p["vit_teacher"], p["cnn_teacher"]):
+        t = models.input_spec(teacher)
+        assert s.frames < t.frames and s.size < t.size
