@@ -38,9 +38,9 @@ Our interpretations and deviations (the paper does not specify these):
   - Note: which features. "map" is the last stage's output (X3D: res5, before the head's 1x1x1 conv;
     MViT: the final-norm patch tokens on the last token grid, class token removed; 3D ResNets:
     layer4; S3D: features; Swin3D: the final-norm tokens); "embed" is exactly the vector the
-    classifier reads (X3D: the 2048-d projected pool; MViTv2-S: the class token, mvit_tiny: the mean
-    of the patch tokens, see `MeanPoolMViT`; the others: the
-    global average), which a test checks by re-applying each model's own classifier.
+    classifier reads (X3D: the 2048-d projected pool; MViTv2-S: the class token; mvit_tiny: the
+    mean of the patch tokens, see `MeanPoolMViT`; the others: the global average), which a test
+    checks by re-applying each model's own classifier.
   - Note: our X3D head pools with a global average instead of pytorchvideo's `AvgPool3d`, whose
     kernel is baked from the training crop. At the native input that kernel covers the whole map,
     so both are the same function (the test checks equal logits); at other sizes ours still gives
