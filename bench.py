@@ -228,7 +228,7 @@ def bench_step(args, cfg):
     torch.manual_seed(0)
     # train.py's own defaults (weights, temperatures, clip-grad) so the step is the real one.
     targs = train.get_args_parser().parse_args(["--device", "cpu", "--batch-size", str(B)])
-    targs.weight_kw = {"T": targs.datw_T, "tau_w": targs.tau_w}
+    targs.weight_kw = {"T_c": targs.datw_T, "tau_w": targs.tau_w}
     names = {k: preset[k] for k in ("vit_teacher", "cnn_teacher", "student")}
     specs = {k: models.input_spec(n) for k, n in names.items()}
     vit, cnn = (train.frozen(models.build_model(names[k], C)) for k in ("vit_teacher", "cnn_teacher"))

@@ -2,18 +2,23 @@
 
 Reading guide
 -------------
-What: the paper's DATW (arXiv 2511.09469; walkthrough: "Discrepancy-Aware Teacher Weighting
-(DATW)") plus the baselines it is compared with, all behind one call signature.
+What: the paper's DATW (arXiv 2511.09469, the method section's Discrepancy-Aware Teacher
+Weighting) plus the baselines it is compared with, all behind one call signature. Read top to
+bottom in the paper's order: confidence c_k -> discrepancy d_k -> weights w_k -> fused target
+z_target -> KD loss -> the baselines.
 
 Idea: for every clip x, each teacher k (teacher 0 = ViT, teacher 1 = CNN; any K works) gets an
 efficacy score that grows when the teacher is confident (low-entropy softmax) *and* disagrees
 with the student (it has something to teach). Scores become weights over teachers, and the
 student is distilled towards the weighted logits  z_target = w_vit z_vit + w_cnn z_cnn.
-    c_k = 1 - H(softmax(z_k / T)) / log C            confidence in [0, 1]: 1 one-hot, 0 uniform
+    c_k = 1 - H(softmax(z_k / T_c)) / log C          confidence in [0, 1]: 1 one-hot, 0 uniform
     d_k = (1 - cos(z_k - mean z_k, z_s - mean z_s)) / 2   discrepancy in [0, 1]
     e_k = c_k * d_k                                  efficacy
     w_k = exp(e_k / tau_w) / sum_j exp(e_j / tau_w)   weights, computed without gradient
-    L_KD = T_kd^2 * 1/B sum_b KL(softmax(z_target / T_kd) || softmax(z_s / T_kd))   (Hinton)
+    z_target = sum_k w_k z_k                         the fused soft target (paper)
+    L_KD = T^2 * 1/B sum_b KL(softmax(z_target / T) || softmax(z_s / T))   (Hinton)
+Two temperatures, two names: T is the KD temperature (Hinton's), T_c the temperature at which a
+teacher's confidence is read; tau_w sets the contrast of the softmax over teachers.
 
 Our reading (the paper's text was not available; only z_target above is given):
 - e = c * d, a product: a teacher must be sure AND say something new. An unsure teacher (c=0)
@@ -27,17 +32,16 @@ Our reading (the paper's text was not available; only z_target above is given):
   two logit vectors with the same prediction must have d = 0; the plain cosine of raw logits
   would call them different. Cosine ignores scale, so d measures *what* a teacher says and c
   *how sure* it is: the two factors do not overlap.
-- Confidence at T=1 by default (the teachers' own predictions), NOT at the KD temperature:
-  a teacher 98% sure of one class out of C=51 has c = 0.96 at T=1 but c = 0.035 at T=4, so
-  at T=4 every e is near 0 and the weights drift to uniform. `datw_weights(T=)` is this
-  confidence temperature; `kd_loss(T=)` is the KD temperature; keep them apart.
+- Confidence at T_c = 1 by default (the teachers' own predictions), NOT at the KD temperature:
+  a teacher 98% sure of one class out of C=51 has c = 0.96 at T_c = 1 but c = 0.035 at
+  T_c = 4, so at the KD temperature every e would be near 0 and the weights drift to uniform.
 - tau_w = 0.1: weight ratio w_a / w_b = exp((e_a - e_b) / tau_w). With e in [0, 1], tau_w = 1
   keeps weights near uniform (an efficacy gap of 0.1 gives 0.52 / 0.48); 0.1 turns gaps of
   0.1 / 0.3 into 0.73 / 0.27 and 0.95 / 0.05, and only a maximal gap (~1) hands the sample to
   one teacher. The demo prints the sweep.
 - Weights carry no gradient: they choose the target, they are not trained (no shortcut in
   which the student moves the weights to make its own loss small).
-- Left out: ground-truth labels play no part in the weights (the walkthrough names only
+- Left out: ground-truth labels play no part in the weights (the paper names only
   confidence and discrepancy), so a confidently *wrong* teacher that disagrees with the student
   gets weight; the cross-entropy term on labels is what keeps the student honest.
 Baselines for ablation (same signature; `teacher_weights(method, ...)` picks one):
@@ -63,24 +67,9 @@ def _stack_teachers(teacher_logits, student_logits):
     return torch.stack([z.float() for z in teacher_logits])
 
 
-def kd_loss(student_logits, target_logits, T=4.0):
-    """Hinton KD: T^2 * KL(softmax(z_target/T) || softmax(z_s/T)), sum over classes, mean over B."""
-    B = student_logits.shape[0]
-    # float32 with autocast off: exp/log of logits up to 1e4 must stay finite (house rule).
-    with torch.autocast(device_type=student_logits.device.type, enabled=False):
-        # The target is a fixed teacher signal: detach so no gradient can reach a teacher.
-        log_p_t = F.log_softmax(target_logits.detach().float() / T, dim=1)  # (B, C)
-        log_p_s = F.log_softmax(student_logits.float() / T, dim=1)  # (B, C)
-        # KL = sum_c p_t (log p_t - log p_s). From log-probabilities: no log(0) when p_t underflows.
-        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
-        # Hinton et al.: soft-target gradients scale as 1/T^2, so T^2 keeps KD comparable to CE.
-        # "batchmean" written out: the sum over classes and batch divided by B, not by B*C.
-        return T ** 2 * kl / B
-
-
-def confidence(z, T=1.0):
-    """c = 1 - H(softmax(z/T)) / log C per row of z (..., C); 1 for one-hot, 0 for uniform."""
-    log_p = F.log_softmax(z.float() / T, dim=-1)  # (..., C), finite even for logits of 1e4
+def confidence(z, T_c=1.0):
+    """c = 1 - H(softmax(z/T_c)) / log C per row of z (..., C); 1 for one-hot, 0 for uniform."""
+    log_p = F.log_softmax(z.float() / T_c, dim=-1)  # (..., C), finite even for logits of 1e4
     # H = -sum p log p; p underflowing to 0 contributes 0 * (finite) = 0, never NaN.
     H = -(log_p.exp() * log_p).sum(dim=-1)  # (...)
     # Divide by log C, the entropy of the uniform distribution, so c is in [0, 1] for any C
@@ -98,22 +87,44 @@ def discrepancy(z_t, z_s):
 
 
 @torch.no_grad()  # weights select the target; they are never trained (see reading guide)
-def datw_weights(teacher_logits, student_logits, T=1.0, tau_w=0.1):
+def datw_weights(teacher_logits, student_logits, T_c=1.0, tau_w=0.1):
     """DATW weights (B, K): softmax over teachers of c_k * d_k / tau_w. Rows sum to 1, no grad."""
     with torch.autocast(device_type=student_logits.device.type, enabled=False):
         z_t = _stack_teachers(teacher_logits, student_logits)  # (K, B, C)
-        c = confidence(z_t, T)  # (K, B): how sure each teacher is
+        c = confidence(z_t, T_c)  # (K, B): how sure each teacher is
         d = discrepancy(z_t, student_logits.float()[None])  # (K, B): how much it would teach
         e = c * d  # (K, B) efficacy: sure AND different
         # Normalise over teachers (dim 0), one distribution per sample; tau_w sets the contrast.
         return torch.softmax(e / tau_w, dim=0).t()  # (K, B) -> (B, K)
 
 
+def fuse_logits(teacher_logits, w):
+    """z_target = sum_k w_k z_k per sample: (K x (B, C)), (B, K) -> (B, C) float32."""
+    z_t = torch.stack([z.float() for z in teacher_logits])  # (K, B, C)
+    # Paper: z_target = w_cnn z_cnn + w_vit z_vit; w[:, k] broadcasts over the C classes.
+    return (w.float().t()[:, :, None] * z_t).sum(dim=0)  # (K, B, 1) * (K, B, C) -> (B, C)
+
+
+def kd_loss(student_logits, target_logits, T=4.0):
+    """Hinton KD: T^2 * KL(softmax(z_target/T) || softmax(z_s/T)), sum over classes, mean over B."""
+    B = student_logits.shape[0]
+    # float32 with autocast off: exp/log of logits up to 1e4 must stay finite (house rule).
+    with torch.autocast(device_type=student_logits.device.type, enabled=False):
+        # The target is a fixed teacher signal: detach so no gradient can reach a teacher.
+        log_p_t = F.log_softmax(target_logits.detach().float() / T, dim=1)  # (B, C)
+        log_p_s = F.log_softmax(student_logits.float() / T, dim=1)  # (B, C)
+        # KL = sum_c p_t (log p_t - log p_s). From log-probabilities: no log(0) when p_t underflows.
+        kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum()
+        # Hinton et al.: soft-target gradients scale as 1/T^2, so T^2 keeps KD comparable to CE.
+        # "batchmean" written out: the sum over classes and batch divided by B, not by B*C.
+        return T ** 2 * kl / B
+
+
 @torch.no_grad()
-def entropy_weights(teacher_logits, student_logits, T=1.0, tau_w=0.1):
+def entropy_weights(teacher_logits, student_logits, T_c=1.0, tau_w=0.1):
     """Confidence-only baseline (EBKD-style): softmax over teachers of c_k / tau_w."""
     with torch.autocast(device_type=student_logits.device.type, enabled=False):
-        c = confidence(_stack_teachers(teacher_logits, student_logits), T)  # (K, B)
+        c = confidence(_stack_teachers(teacher_logits, student_logits), T_c)  # (K, B)
         # softmax(c / tau_w) = softmax(-H / (tau_w log C)): lower entropy, more weight.
         return torch.softmax(c / tau_w, dim=0).t()  # (B, K)
 
@@ -138,7 +149,7 @@ def single_teacher_weights(teacher_logits, student_logits, k=0, **unused):
 def teacher_weights(method, teacher_logits, student_logits, **kw):
     """(B, K) weights by name: "datw", "uniform", "entropy", "vit" (teacher 0), "cnn" (teacher 1).
 
-    **kw goes to the chosen function (T=, tau_w= for "datw" and "entropy"; ignored otherwise).
+    **kw goes to the chosen function (T_c=, tau_w= for "datw" and "entropy"; ignored otherwise).
     """
     if method == "datw":
         return datw_weights(teacher_logits, student_logits, **kw)
@@ -151,13 +162,6 @@ def teacher_weights(method, teacher_logits, student_logits, **kw):
         return single_teacher_weights(teacher_logits, student_logits, k=0 if method == "vit" else 1)
     raise ValueError(f"unknown teacher weighting {method!r}; "
                      "expected one of 'datw', 'uniform', 'entropy', 'vit', 'cnn'.")
-
-
-def fuse_logits(teacher_logits, w):
-    """z_target = sum_k w_k z_k per sample: (K x (B, C)), (B, K) -> (B, C) float32."""
-    z_t = torch.stack([z.float() for z in teacher_logits])  # (K, B, C)
-    # Paper: z_target = w_cnn z_cnn + w_vit z_vit; w[:, k] broadcasts over the C classes.
-    return (w.float().t()[:, :, None] * z_t).sum(dim=0)  # (K, B, 1) * (K, B, C) -> (B, C)
 
 
 if __name__ == "__main__":
@@ -181,7 +185,7 @@ if __name__ == "__main__":
     z_vit, z_cnn, z_s = (torch.stack([c[i] for c in cases]) for i in (1, 2, 3))
     w = datw_weights([z_vit, z_cnn], z_s)
     c, d = confidence(torch.stack([z_vit, z_cnn])), discrepancy(torch.stack([z_vit, z_cnn]), z_s)
-    print("DATW on crafted samples (T=1, tau_w=0.1); teacher 0 = ViT, teacher 1 = CNN\n")
+    print("DATW on crafted samples (T_c=1, tau_w=0.1); teacher 0 = ViT, teacher 1 = CNN\n")
     print(f"{'sample':38s} {'c_vit':>5s} {'d_vit':>5s} {'c_cnn':>5s} {'d_cnn':>5s}"
           f" {'w_vit':>5s} {'w_cnn':>5s}  why")
     for b, (name, *_, why) in enumerate(cases):

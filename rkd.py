@@ -4,7 +4,7 @@ Reading guide
 -------------
 What: the distance-wise and angle-wise RKD losses of Park et al. ("Relational Knowledge
 Distillation", arXiv 1904.05068, Sec. 3.2), used by the dual-teacher paper (arXiv 2511.09469,
-walkthrough: "Core Ideas and Contributions", RKD bullet) to move the ViT teacher's *relations
+its relational-distillation component) to move the ViT teacher's *relations
 between samples* into the CNN student.
 
 Idea: a ViT and a CNN embed clips in unrelated spaces (other axes, other widths), so the student

@@ -2,8 +2,8 @@
 
 Reading guide
 -------------
-What: the paper's SDD (arXiv 2511.09469; walkthrough: "Structure Discrepancy-Aware Distillation
-(SDD) and Residual Features"): a training-only Structure Discrepancy Branch (SDB) on the
+What: the paper's SDD (arXiv 2511.09469, the method section's Structure Discrepancy-aware
+Distillation and its residual features): a training-only Structure Discrepancy Branch (SDB) on the
 student's last-stage map learns to predict what the ViT teacher's features add to the CNN
 teacher's, instead of copying ViT features that a CNN cannot reproduce.
 
@@ -11,15 +11,15 @@ Idea: bring both teachers' maps to the student's grid and one width with phi, su
 regress the difference from the student's map through a small non-local + SE branch:
     f_res = phi_vit(f_vit) - phi_cnn(f_cnn)          (paper; detached: a fixed target)
     pred  = Proj(SE(NonLocal(f_s)))                   (SDB; dropped after training)
-    L_SDD = 1/N sum (pred - f_res)^2                  (MSE, N = B * width * T' * H' * W')
+    L_SDD = 1/N sum (pred - f_res)^2                  (MSE, N = B * width * L' * H' * W')
 Gradients of L_SDD reach the student's map f_s through the SDB: the backbone must encode the
 information needed to predict f_res. The deployable student never contains the SDB or phi.
 
 Our reading (the paper gives f_res only):
 - phi is FIXED, not learned: two learned projections trained by this loss alone can make the
   residual trivially zero (e.g. both map to 0), and the demo shows it happen. Ours:
-  (1) adaptive average pooling to the student's grid (T', H', W') -- it also upsamples by
-      repetition when a teacher's grid is coarser (e.g. MViTv2-S T'=8 vs X3D-S T'=13);
+  (1) adaptive average pooling to the student's grid (L', H', W') -- it also upsamples by
+      repetition when a teacher's grid is coarser (e.g. MViTv2-S L'=8 vs X3D-S L'=13);
   (2) a seeded random orthogonal channel map C_k -> width, stored as a buffer: it keeps the
       geometry of the channel vectors (an isometry when width >= C_k), gives ViT and CNN a
       common width, and needs no training (Johnson-Lindenstrauss-style, as in random features);
@@ -33,7 +33,7 @@ Our reading (the paper gives f_res only):
   squeeze-and-excitation (Hu et al., CVPR 2018; reduction 4), then a 1x1x1 conv to `width`.
 - Ablation: target="vit" regresses phi_vit(f_vit) itself (plain feature mimicry), the
   baseline the paper's residual is claimed to beat.
-Consumes: feats_s["map"], feats_vit["map"] (tokens already reshaped to (B, C, T', H', W') by
+Consumes: feats_s["map"], feats_vit["map"] (tokens already reshaped to (B, C, L', H', W') by
 models.py), feats_cnn["map"].
 """
 import torch
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 
 class Phi(nn.Module):
-    """Fixed map of a teacher's (B, C_k, T, H, W) to (B, width, T', H', W'); no parameters."""
+    """Fixed map of a teacher's (B, C_k, L, H, W) to (B, width, L', H', W'); no parameters."""
 
     def __init__(self, in_channels, width, seed=0):
         super().__init__()
@@ -54,51 +54,52 @@ class Phi(nn.Module):
         self.register_buffer("P", P)
 
     def forward(self, f, grid):
-        B, C, T, H, W = f.shape
+        B, C, L, H, W = f.shape
         if C != self.P.shape[1]:
             raise ValueError(f"phi expects {self.P.shape[1]} channels, got map {tuple(f.shape)}; "
                              "build SDDHead with the teacher map's channel count.")
         # float32, autocast off: LayerNorm statistics of half-precision maps are too coarse.
         with torch.autocast(device_type=f.device.type, enabled=False):
-            f = F.adaptive_avg_pool3d(f.float(), tuple(grid))  # (B, C, T', H', W')
+            f = F.adaptive_avg_pool3d(f.float(), tuple(grid))  # (B, C, L', H', W')
             # Pooling and a channel map are both linear and commute; pooling first is cheaper.
-            f = torch.einsum("wc,bcthx->bwthx", self.P.float(), f)  # (B, width, T', H', W')
+            f = torch.einsum("wc,bcthx->bwthx", self.P.float(), f)  # (B, width, L', H', W')
             # Per-position LayerNorm over channels, no affine (nothing to learn). eps keeps an
             # all-equal position (e.g. all-zero after ReLU) finite: it maps to 0.
             f = F.layer_norm(f.movedim(1, -1), (f.shape[1],), eps=1e-5).movedim(-1, 1)
-        return f  # (B, width, T', H', W')
+        return f  # (B, width, L', H', W')
 
 
 @torch.no_grad()  # the target is a constant: teachers are frozen and phi has nothing to learn
 def residual_target(f_vit, f_cnn, phi_vit, phi_cnn, grid):
-    """f_res = phi_vit(f_vit) - phi_cnn(f_cnn) on the student's grid (T', H', W'); detached."""
+    """f_res = phi_vit(f_vit) - phi_cnn(f_cnn) on the student's grid (L', H', W'); detached."""
     # Paper: the residual is what the ViT's features add beyond the CNN teacher's.
-    return phi_vit(f_vit, grid) - phi_cnn(f_cnn, grid)  # (B, width, T', H', W')
+    return phi_vit(f_vit, grid) - phi_cnn(f_cnn, grid)  # (B, width, L', H', W')
 
 
 class NonLocalBlock(nn.Module):
-    """Embedded-Gaussian non-local block: z_i = x_i + W_z sum_j softmax_j(theta_i . phi_j) g_j."""
+    """Embedded-Gaussian non-local block: z_i = x_i + W_z sum_j softmax_j(q_i . k_j) v_j."""
 
     def __init__(self, channels, inner_channels):
         super().__init__()
         conv = lambda c_in, c_out: nn.Conv3d(c_in, c_out, kernel_size=1)  # 1x1x1: per position
-        # Wang et al.'s theta, phi, g embeddings at reduced width (they use half the channels).
-        # Note: this phi_nl is the non-local block's, not the teacher projection Phi above.
-        self.theta, self.phi_nl, self.g = (conv(channels, inner_channels) for _ in range(3))
+        # Query, key and value embeddings at reduced width (Wang et al. use half the channels).
+        # Note: Wang et al. call them theta, phi and g; in this file phi names only the fixed
+        # teacher projection (Phi above), so the non-local embeddings take attention's names.
+        self.query, self.key, self.value = (conv(channels, inner_channels) for _ in range(3))
         self.W_z = conv(inner_channels, channels)
         # Note: Wang et al. zero-init the output so a block inserted into a pretrained backbone
         # starts as identity; ours sits in a separate fresh branch, so default init is fine.
 
     def forward(self, x):
-        B, C, T, H, W = x.shape
-        q = self.theta(x).flatten(2).transpose(1, 2)  # (B, C_i, T, H, W) -> (B, N, C_i), N = T*H*W
-        k = self.phi_nl(x).flatten(2)  # (B, C_i, N)
-        v = self.g(x).flatten(2).transpose(1, 2)  # (B, N, C_i)
-        # Embedded Gaussian: f(x_i, x_j) = exp(theta_i . phi_j), normalised by C(x) = sum_j f,
+        B, C, L, H, W = x.shape
+        q = self.query(x).flatten(2).transpose(1, 2)  # (B, C_i, L, H, W) -> (B, N, C_i), N = L*H*W
+        k = self.key(x).flatten(2)  # (B, C_i, N)
+        v = self.value(x).flatten(2).transpose(1, 2)  # (B, N, C_i)
+        # Embedded Gaussian: f(x_i, x_j) = exp(q_i . k_j), normalised by C(x) = sum_j f,
         # i.e. a softmax over all N positions: every position sees the whole clip (global
         # context, which the CNN student's local convolutions lack). Wang et al. use no 1/sqrt(d).
         attn = torch.softmax(q @ k, dim=-1)  # (B, N, N); memory O(N^2) = 325^2 for X3D-S
-        y = (attn @ v).transpose(1, 2).reshape(B, -1, T, H, W)  # (B, N, C_i) -> (B, C_i, T, H, W)
+        y = (attn @ v).transpose(1, 2).reshape(B, -1, L, H, W)  # (B, N, C_i) -> (B, C_i, L, H, W)
         return x + self.W_z(y)  # residual connection: the block adds context to x
 
 
@@ -112,13 +113,13 @@ class SqueezeExcitation(nn.Module):
         self.fc1, self.fc2 = nn.Linear(channels, hidden), nn.Linear(hidden, channels)
 
     def forward(self, x):
-        s = x.mean(dim=(2, 3, 4))  # squeeze: (B, C, T, H, W) -> (B, C)
+        s = x.mean(dim=(2, 3, 4))  # squeeze: (B, C, L, H, W) -> (B, C)
         s = torch.sigmoid(self.fc2(F.relu(self.fc1(s))))  # excitation: gates in (0, 1), (B, C)
         return x * s[:, :, None, None, None]  # (B, C, 1, 1, 1) broadcasts over the clip
 
 
 class StructureDiscrepancyBranch(nn.Module):
-    """SDB: student map (B, C_s, T', H', W') -> predicted residual (B, width, T', H', W')."""
+    """SDB: student map (B, C_s, L', H', W') -> predicted residual (B, width, L', H', W')."""
 
     def __init__(self, in_channels, out_channels, nl_reduction=2, se_reduction=4):
         super().__init__()
@@ -159,8 +160,8 @@ class SDDHead(nn.Module):
         self.sdb = StructureDiscrepancyBranch(c_s, width)
 
     def forward(self, f_s, f_vit, f_cnn=None):
-        grid = f_s.shape[2:]  # (T', H', W') of the student's last stage: everything meets here
-        pred = self.sdb(f_s)  # (B, width, T', H', W'), trained; gradients flow into f_s
+        grid = f_s.shape[2:]  # (L', H', W') of the student's last stage: everything meets here
+        pred = self.sdb(f_s)  # (B, width, L', H', W'), trained; gradients flow into f_s
         if self.target == "residual":
             if f_cnn is None:
                 raise ValueError("target='residual' needs the CNN teacher's map f_cnn.")

@@ -457,7 +457,7 @@ def main(argv=None):
     if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
         for k in ("epochs", "teacher_epochs", "vit_teacher_epochs"):
             setattr(args, k, min(getattr(args, k), 2))
-    args.weight_kw = {"T": args.datw_T, "tau_w": args.tau_w}
+    args.weight_kw = {"T_c": args.datw_T, "tau_w": args.tau_w}
     setup_distributed(args)
     args.run_key = hashlib.sha256(json.dumps({k: v for k, v in vars(args).items() if k not in
                                               ("resume", "workers", "device")}, sort_keys=True,

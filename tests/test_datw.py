@@ -11,7 +11,7 @@ from datw import (confidence, datw_weights, discrepancy, entropy_weights, fuse_l
 METHODS = ["datw", "uniform", "entropy", "vit", "cnn"]
 
 
-def naive_datw(z_teachers, z_s, T=1.0, tau_w=0.1):
+def naive_datw(z_teachers, z_s, T_c=1.0, tau_w=0.1):
     """DATW weights from the equations, one sample and one teacher at a time (Python floats)."""
     B, C = z_s.shape
     rows = []
@@ -20,8 +20,8 @@ def naive_datw(z_teachers, z_s, T=1.0, tau_w=0.1):
         e = []
         for z in z_teachers:
             v = z[b].tolist()
-            m = max(x / T for x in v)
-            p = [math.exp(x / T - m) for x in v]
+            m = max(x / T_c for x in v)
+            p = [math.exp(x / T_c - m) for x in v]
             p = [x / sum(p) for x in p]
             H = -sum(x * math.log(x) for x in p if x > 0)
             c = 1 - H / math.log(C)
@@ -37,16 +37,16 @@ def naive_datw(z_teachers, z_s, T=1.0, tau_w=0.1):
 def test_datw_weights_equal_naive_loop_for_three_teachers():
     z_s = torch.randn(5, 7)
     z_t = [2 * torch.randn(5, 7) for _ in range(3)]
-    for T, tau_w in [(1.0, 0.1), (4.0, 0.5)]:
-        w = datw_weights(z_t, z_s, T=T, tau_w=tau_w)
-        assert torch.allclose(w, naive_datw(z_t, z_s, T, tau_w), atol=1e-5)
+    for T_c, tau_w in [(1.0, 0.1), (4.0, 0.5)]:
+        w = datw_weights(z_t, z_s, T_c=T_c, tau_w=tau_w)
+        assert torch.allclose(w, naive_datw(z_t, z_s, T_c, tau_w), atol=1e-5)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_weights_are_nonnegative_and_sum_to_one_per_sample(method):
     z_s, z_vit, z_cnn = torch.randn(3, 16, 10).unbind(0)
     # Every method accepts the same keywords, so a training script can pass them blindly.
-    w = teacher_weights(method, [z_vit, z_cnn], z_s, T=1.0, tau_w=0.1)
+    w = teacher_weights(method, [z_vit, z_cnn], z_s, T_c=1.0, tau_w=0.1)
     assert w.shape == (16, 2)
     assert (w >= 0).all()
     assert torch.allclose(w.sum(dim=1), torch.ones(16))

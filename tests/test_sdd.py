@@ -70,9 +70,9 @@ def naive_non_local(nl, x):
     for b in range(B):
         at = lambda p: x[b, :, p[0], p[1], p[2]]  # (C,) feature vector at position p
         for i in positions:
-            # embedded Gaussian f(x_i, x_j) = exp(theta(x_i)^T phi(x_j))
-            f = [math.exp(float(emb(nl.theta, at(i)) @ emb(nl.phi_nl, at(j)))) for j in positions]
-            y_i = sum(f_ij * emb(nl.g, at(j)) for f_ij, j in zip(f, positions)) / sum(f)
+            # embedded Gaussian f(x_i, x_j) = exp(q(x_i)^T k(x_j))
+            f = [math.exp(float(emb(nl.query, at(i)) @ emb(nl.key, at(j)))) for j in positions]
+            y_i = sum(f_ij * emb(nl.value, at(j)) for f_ij, j in zip(f, positions)) / sum(f)
             z[b, :, i[0], i[1], i[2]] = at(i) + emb(nl.W_z, y_i)
     return z
 

@@ -82,7 +82,7 @@ def test_teachers_are_cached_and_reused(tmp_path, data_root, dry):
 def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root):
     preset = models.PRESETS["tiny"]
     args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST])
-    args.dry_steps, args.weight_kw, args.run_key = 2, {"T": args.T}, "test"
+    args.dry_steps, args.weight_kw, args.run_key = 2, {"T_c": 1.0}, "test"
     train_set, _, _ = train.build_datasets(args, preset["clip"])
     n = len(train_set.classes)
     vit = train.frozen(models.build_model(preset["vit_teacher"], n))
