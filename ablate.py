@@ -63,7 +63,7 @@ import time
 import torch
 
 import train
-from bench import machine, md_table, write_section
+from plumbing import machine, md_table, write_section
 
 KD_ONLY = ["--beta", "0", "--gamma", "0"]  # SDD and RKD off: the row is about the KD target alone
 # key -> (label in the table, train.py flags). "ce" has no flags: it is read from a carrier row.

@@ -3,51 +3,40 @@
 Reading guide
 -------------
 Three sections, each a function that returns a markdown table (`--sections` picks them):
-
-    data        training-loader throughput (clips/s with 0 and 2 DataLoader workers) and dataset
-                construction time on (1) the synthetic set at its default settings with the tiny
-                preset's clip, (2) an HMDB51-like tree of 320x240 30 fps videos with the paper
-                preset's clip (16 frames, stride 4, 224 px), (3) the full 6,766-video HMDB51 layout
-                with empty files (construction only: it must not decode anything).
-    step        one training step of the CE-only student vs the full distillation step (train.py's
-                own `train_one_epoch` on an in-memory batch), then the distillation step taken apart:
-                adapters, teacher forwards, student forward/backward, SDB forward/backward, the
-                loss arithmetic (DATW + KD + CE + SDD + RKD) and the optimizer, each next to the
-                lower bound its multiply-accumulates imply on this machine.
+    data        training-loader clips/s (0 and 2 DataLoader workers) and dataset construction
+                time on the synthetic set (tiny preset clip), an HMDB51-like tree of 320x240
+                30 fps videos (paper preset clip: 16 frames, stride 4, 224 px) and the full
+                6,766-video HMDB51 layout with empty files (construction must decode nothing).
+    step        the CE-only student step vs the full distillation step (train.py's own
+                `train_one_epoch` on an in-memory batch), then the distillation step taken apart
+                (adapters, teacher forwards, student and SDB forward/backward, the losses, the
+                optimizer), each next to the lower bound its multiply-accumulates imply here.
     efficiency  the paper's deployment claim: params, GMACs per view and CPU latency per clip of
-                the three models of each preset, with the student's reduction vs the ViT teacher
-                (Paper: X3D-S vs MViTv2-S, ~89% fewer parameters, ~96% fewer FLOPs).
+                each preset's three models, and the student's reduction vs the ViT teacher.
 
-The lower bound (section "step"). Forward MACs are counted by torch's FlopCounterMode on the
-very call that is timed (matmuls and convolutions, attention included; not element-wise work).
-A backward pass is counted as 2x its forward (gradients w.r.t. the input and the weights, the
-usual rule; the frozen teachers have none). Note: not FlopCounterMode's own backward count:
-torch 2.14 counts a grouped conv's weight gradient as if the conv were dense (65x the forward
-for a 64-channel depthwise conv instead of ~1x; see pytorch/pytorch PR #183405), which would put
-X3D's backward "below" its bound. The machine's sustained rate is measured with a dense float32
-matmul, the best case for a CPU. So `bound_ms = MACs / (dense matmul MACs per second)` is a floor
-no implementation of that part can beat without doing fewer MACs, and `measured / bound` says
-how far a part is from being compute-bound: depthwise 3D convs, tiny tensors, memory traffic and
-per-op overhead all push it up.
-
-Every time is the median of `repeats` runs after `warmup` runs (the first runs pay for memory
-allocation and oneDNN kernel selection). The machine (CPU model, cores, torch threads, load
-average) and the command are written next to every table: numbers from a busy machine or from
-another core count are not comparable.
+The lower bound (section "step"): a part's forward MACs are counted by torch's FlopCounterMode
+on the very call that is timed (matmuls and convolutions, attention included); a backward pass
+counts 2x its forward (input and weight gradients; not FlopCounterMode's own backward count,
+which treats a grouped conv's weight gradient as dense, pytorch/pytorch PR #183405). Divided by
+the sustained rate of a dense float32 matmul (the best case for a CPU), that is a floor no
+implementation of the part can beat without doing fewer MACs; `measured / bound` says how far
+it is from compute-bound (depthwise 3D convs, tiny tensors and per-op overhead push it up).
+Every time is the median of `repeats` runs after `warmup` runs; the machine (CPU, cores,
+threads, load average) and the command are written next to every table.
 
 RESULTS.md is shared with ablate.py: each script owns the text between its own markers
 (`<!-- bench:begin -->` ... `<!-- bench:end -->` here; inside it one sub-section per benchmark
-section, so `--sections step` rewrites the step table and keeps the others). `write_section`
-and `machine` live here and ablate.py imports them.
+section, so `--sections step` rewrites the step table and keeps the others); the writers are
+plumbing.py's. The benchmark-only helpers live here: `make_fake_hmdb51_layout`,
+`measure_loader`, `cpu_latency_ms`.
 
-Note: the data section writes its videos under --work-dir (default runs/bench), never into
-data/synthetic, which train.py and running experiments use.
+The data section writes its videos under --work-dir (default runs/bench), never data/synthetic.
 Run: `python bench.py` (all sections; the paper preset's MViTv2-S takes seconds per clip on a
 CPU), `python bench.py --quick` (few repeats, small sizes), `python bench.py --sections step`.
 """
 import argparse
+import copy
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -57,83 +46,23 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 import data
 import models
 import train
+from features import FeatureTap, feature_dims
+from plumbing import get_section, machine, markers, md_table, replace_section, write_section
+from synthetic import ensure_synthetic_hmdb51
 from datw import fuse_logits, kd_loss, teacher_weights
-from rkd import rkd_angle_loss, rkd_distance_loss, rkd_loss
+from rkd import rkd_angle_loss, rkd_distance_loss
 from sdd import SDDHead, sdd_loss
 
 SECTIONS = ("data", "step", "efficiency")
-HEADER = ("# Results\n\nMeasured tables. `ablate.py` and `bench.py` each rewrite only the text "
-          "between their own markers; everything else in this file is left as it is.\n")
 
 
-# ----------------------------------------------------------------------------- shared helpers
-def machine():
-    """One line naming what produced a measurement: CPU, cores, torch, threads, load."""
-    cpu = platform.processor() or "unknown CPU"
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
-    # nproc = the cores this process may use (a container or taskset can allow fewer than exist).
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    # The load average tells a reader whether other jobs shared the cores during the run.
-    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
-    return (f"{cpu}, nproc {nproc}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
-            f"Python {platform.python_version()}{load}")
-
-
-def _markers(name):
-    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-
-
-def get_section(text, name):
-    """The text between `name`'s markers, or None when the section is not there."""
-    begin, end = _markers(name)
-    i = text.find(begin)
-    j = text.find(end, i + len(begin)) if i >= 0 else -1
-    return None if i < 0 or j < 0 else text[i + len(begin):j].strip("\n")
-
-
-def replace_section(text, name, body):
-    """`text` with `name`'s section set to `body` (appended if absent); nothing else changes."""
-    begin, end = _markers(name)
-    block = f"{begin}\n{body.strip(chr(10))}\n{end}"
-    i = text.find(begin)
-    j = text.find(end, i + len(begin)) if i >= 0 else -1
-    if (i < 0) != (j < 0) or (i < 0 and end in text):
-        # Half a pair: rewriting would clobber someone else's text, so stop and say where.
-        raise ValueError(f"found only one of {begin} / {end} (or them in the wrong order); fix the "
-                         f"markers by hand before writing the {name!r} section")
-    if i < 0:
-        return text.rstrip("\n") + "\n\n" + block + "\n"
-    return text[:i] + block + text[j + len(end):]
-
-
-def write_section(path, name, body):
-    """Set `name`'s section of the markdown file `path` (created with a short header if absent)."""
-    text = HEADER
-    if os.path.exists(path):
-        with open(path) as f:
-            text = f.read()
-    text = replace_section(text, name, body)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"  # write then rename: an interruption never leaves half a file
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def md_table(header, rows):
-    """A markdown table from a header list and rows of already formatted cells."""
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
-
-
+# ------------------------------------------------------------------------------------ helpers
 def median_ms(fn, warmup, repeats, setup=None):
     """Median wall time of fn(setup()) in ms; setup (untimed) prepares e.g. a graph to backward."""
     times = []
@@ -153,27 +82,81 @@ def gmacs_of(fn, arg=None):
     return counter.get_total_flops() / 2 / 1e9  # FlopCounterMode counts 2 FLOPs per MAC
 
 
+HMDB51_CLASSES = (
+    "brush_hair cartwheel catch chew clap climb climb_stairs dive draw_sword dribble drink eat fall_floor "
+    "fencing flic_flac golf handstand hit hug jump kick kick_ball kiss laugh pick pour pullup punch push "
+    "pushup ride_bike ride_horse run shake_hands shoot_ball shoot_bow shoot_gun sit situp smile smoke "
+    "somersault stand swing_baseball sword sword_exercise talk throw turn walk wave").split()
+
+
+def make_fake_hmdb51_layout(root, num_videos=6766):
+    """The full HMDB51 layout (51 real class names, 3 x 51 split files, 70 train / 30 test per
+    class and split, the rest unused) with *empty* video files: for timing dataset construction,
+    which must not decode anything. Names contain the awkward characters real ones have."""
+    split_dir = os.path.join(root, data.SPLIT_DIRNAME)
+    os.makedirs(split_dir, exist_ok=True)
+    per_class = [num_videos // 51 + (c < num_videos % 51) for c in range(51)]
+    for c, cls in enumerate(HMDB51_CLASSES):
+        os.makedirs(os.path.join(root, cls), exist_ok=True)
+        names = [f"Clip_#{v}_(take {v % 3})!_&_{cls}_f_cm_np1_ri_med_{v}.avi"
+                 for v in range(per_class[c])]
+        for name in names:
+            open(os.path.join(root, cls, name), "wb").close()
+        for split in (1, 2, 3):
+            ids = [1 if (v + split) % 10 < 7 else 2 for v in range(100)] + [0] * (len(names) - 100)
+            with open(os.path.join(split_dir, f"{cls}_test_split{split}.txt"), "w") as f:
+                f.writelines(f"{name} {i} \r\n" for name, i in zip(names, ids))
+    return root
+
+
+def measure_loader(dataset, num_workers=2, batch_size=16, num_batches=20):
+    """Training-loader throughput -> clips per second over `num_batches` batches, after one batch
+    that pays for starting the workers (epochs are repeated as needed)."""
+    if len(dataset) < batch_size:  # drop_last would leave no batch at all: the loop never ends
+        raise ValueError(f"measure_loader needs at least batch_size={batch_size} videos, the "
+                         f"dataset has {len(dataset)}")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=num_workers,
+                        drop_last=True, persistent_workers=num_workers > 0)
+
+    it = (batch for _epoch in iter(int, 1) for batch in loader)  # iter(int, 1): forever
+    next(it)
+    start, clips = time.perf_counter(), 0
+    for _ in range(num_batches):
+        clips += len(next(it)[1])
+    return clips / (time.perf_counter() - start)
+
+
+def cpu_latency_ms(module, input_shape, warmup=3, repeats=10):
+    """Median CPU inference latency per clip in milliseconds (eval mode, inference_mode, on a copy
+    so the caller's device and mode stay as they are); input_shape (3, L, H, W) or (B, 3, L, H, W),
+    with B > 1 the batch time is divided by B. Threads: torch's setting (bench.py --threads)."""
+    shape = tuple(input_shape)
+    shape = (1,) + shape if len(shape) == 4 else shape
+    model, x = copy.deepcopy(module).cpu().eval(), torch.randn(shape)
+    with torch.inference_mode():  # the warm-up runs pay for allocation and kernel selection
+        return median_ms(lambda: model(x), warmup, repeats) / shape[0]
+
+
 # --------------------------------------------------------------------------------- 1. data
 def bench_data(args, cfg):
     """Loader clips/s (0 and 2 workers) and construction time on three trees -> markdown."""
     rows = []
 
     def measure(name, root, clip, note):
-        build_ms = median_ms(lambda: data.HMDB51(root, train=True, **clip), 1, cfg["reps"])
-        ds = data.HMDB51(root, train=True, **clip)
+        build_ms = median_ms(lambda: data.HMDB51(root, subset="train", **clip), 1, cfg["reps"])
+        ds = data.HMDB51(root, subset="train", **clip)
         # measure_loader drops the last partial batch (as training does), so a set smaller than
         # one batch would yield nothing and it would wait forever: shrink the batch instead.
         batch = min(16, len(ds))
-        cps = {w: statistics.median(data.measure_loader(ds, num_workers=w, batch_size=batch,
-                                                        num_batches=cfg["batches"])
+        cps = {w: statistics.median(measure_loader(ds, num_workers=w, batch_size=batch,
+                                                   num_batches=cfg["batches"])
                                     for _ in range(cfg["reps"])) for w in (0, 2)}
         shape = f"{clip['num_frames']}x{clip['size']}x{clip['size']}, stride {clip['frame_stride']}"
         rows.append([name, shape, len(ds), f"{build_ms:.1f}", f"{cps[0]:.1f}", f"{cps[2]:.1f}",
                      f"{1000 / cps[0]:.1f}", f"{note}; batch {batch}"])
 
     # (1) The synthetic benchmark as train.py generates it by default (quick: fewer videos).
-    syn = data.ensure_synthetic_hmdb51(os.path.join(args.work_dir, "synthetic"), seed=0,
-                                       **cfg["synthetic"])
+    syn = ensure_synthetic_hmdb51(os.path.join(args.work_dir, "synthetic"), seed=0, **cfg["synthetic"])
     measure("synthetic (train.py default)" if not cfg["synthetic"] else "synthetic (quick: "
             f"{cfg['synthetic']['videos_per_class']}/class)", syn, models.PRESETS["tiny"]["clip"],
             "tiny preset clip; 64x48 videos of 20 frames")
@@ -183,7 +166,7 @@ def bench_data(args, cfg):
     paper_clip = models.PRESETS["paper"]["clip"]
     span = (paper_clip["num_frames"] - 1) * paper_clip["frame_stride"] + 1
     assert hm["num_frames"] >= span, "the HMDB-like videos must hold one paper clip"
-    root = data.ensure_synthetic_hmdb51(os.path.join(args.work_dir, "hmdb_like"), seed=0, width=320,
+    root = ensure_synthetic_hmdb51(os.path.join(args.work_dir, "hmdb_like"), seed=0, width=320,
                                         height=240, fps=30, **hm)
     measure("HMDB-like 320x240 30 fps", root, paper_clip,
             f"{hm['num_classes']} classes x {hm['videos_per_class']} videos x {hm['num_frames']} "
@@ -193,14 +176,14 @@ def bench_data(args, cfg):
 
     # (3) Construction on the real dataset's size: 6,766 empty files in the official layout.
     with tempfile.TemporaryDirectory() as tmp:
-        data.make_fake_hmdb51_layout(tmp)
-        build = {train_: median_ms(lambda: data.HMDB51(tmp, train=train_, **paper_clip), 1,
-                                   cfg["reps"]) for train_ in (True, False)}
-        n_train = len(data.HMDB51(tmp, train=True, **paper_clip))
+        make_fake_hmdb51_layout(tmp)
+        build = {subset: median_ms(lambda: data.HMDB51(tmp, subset=subset, **paper_clip), 1,
+                                   cfg["reps"]) for subset in ("train", "test")}
+        n_train = len(data.HMDB51(tmp, subset="train", **paper_clip))
     table += (f"\n\nHMDB51 layout, 6,766 videos (empty files, split 1): construction "
-              f"{build[True]:.0f} ms for the {n_train}-video training set, {build[False]:.0f} ms "
+              f"{build['train']:.0f} ms for the {n_train}-video training set, {build['test']:.0f} ms "
               f"for the test set (split parsing and one listdir per class; no decoding).")
-    return (f"Loader: data.measure_loader, {cfg['batches']} batches after one warm-up "
+    return (f"Loader: measure_loader, {cfg['batches']} batches after one warm-up "
             f"batch, median of {cfg['reps']} runs; construction: median of {cfg['reps']} after one "
             f"warm-up.\n\n{table}")
 
@@ -228,12 +211,12 @@ def bench_step(args, cfg):
     torch.manual_seed(0)
     # train.py's own defaults (weights, temperatures, clip-grad) so the step is the real one.
     targs = train.get_args_parser().parse_args(["--device", "cpu", "--batch-size", str(B)])
-    targs.weight_kw = {"T_c": targs.datw_T, "tau_w": targs.tau_w}
     names = {k: preset[k] for k in ("vit_teacher", "cnn_teacher", "student")}
     specs = {k: models.input_spec(n) for k, n in names.items()}
     vit, cnn = (train.frozen(models.build_model(names[k], C)) for k in ("vit_teacher", "cnn_teacher"))
-    tap_vit, tap_cnn = models.FeatureTap(vit), models.FeatureTap(cnn)
-    teachers = {"vit": (tap_vit, specs["vit_teacher"]), "cnn": (tap_cnn, specs["cnn_teacher"])}
+    tap_vit, tap_cnn = FeatureTap(vit), FeatureTap(cnn)
+    teachers = {"vit": train.Teacher(tap_vit, specs["vit_teacher"]),
+                "cnn": train.Teacher(tap_cnn, specs["cnn_teacher"])}
     # An in-memory batch: the data cost is the "data" section's business, not the step's.
     clip = torch.randint(0, 256, (B, 3, clip_cfg["num_frames"], clip_cfg["size"], clip_cfg["size"]),
                          dtype=torch.uint8)
@@ -244,7 +227,7 @@ def bench_step(args, cfg):
         student = models.build_model(names["student"], C)
         if not distil:
             return student
-        dims = [models.feature_dims(m, specs[k])["map"] for m, k in
+        dims = [feature_dims(m, specs[k])["map"] for m, k in
                 ((student, "student"), (vit, "vit_teacher"), (cnn, "cnn_teacher"))]
         return train.Distiller(student, SDDHead(*dims))
 
@@ -318,7 +301,8 @@ def bench_step(args, cfg):
     # -- each loss term on its own (forward + backward), to say where the arithmetic goes
     terms = {
         "DATW weights + fused target + KD": lambda lv: kd_loss(lv[0], fuse_logits(
-            [z_vit, z_cnn], teacher_weights(targs.weighting, [z_vit, z_cnn], lv[0], **targs.weight_kw)),
+            [z_vit, z_cnn], teacher_weights(targs.weighting, [z_vit, z_cnn], lv[0], T_c=targs.T_c,
+                                          tau_w=targs.tau_w)),
             T=targs.T),
         "CE": lambda lv: F.cross_entropy(lv[0].float(), y, reduction="mean"),
         "SDD (MSE)": lambda lv: sdd_loss(lv[2], target),
@@ -329,19 +313,14 @@ def bench_step(args, cfg):
                for n, fn in terms.items()}
 
     rate = sustained_rate(cfg["matmul_n"], 1, reps)
-    rows = []
-    for name, ms, g in parts:
+    def row(name, ms, g):  # a part, its share of the full step, its MACs and its lower bound
         bound = 1000 * g / rate
-        rows.append([name, f"{ms:.2f}", f"{100 * ms / t_full:.1f}%", f"{g:.4f}", f"{bound:.3f}",
-                     f"{ms / bound:.0f}x" if bound > 0 else "-"])
-    total_ms, total_g = sum(p[1] for p in parts), sum(p[2] for p in parts)
-    total_bound = 1000 * total_g / rate
-    rows.append(["**sum of the parts**", f"{total_ms:.2f}", f"{100 * total_ms / t_full:.1f}%",
-                 f"{total_g:.4f}", f"{total_bound:.3f}", f"{total_ms / total_bound:.0f}x"])
-    rows.append(["**full distillation step** (train.train_one_epoch)", f"{t_full:.2f}", "100%",
-                 "", "", ""])
-    rows.append(["**CE-only student step** (train.train_one_epoch)", f"{t_ce:.2f}",
-                 f"{100 * t_ce / t_full:.1f}%", "", "", ""])
+        return [name, f"{ms:.2f}", f"{100 * ms / t_full:.1f}%", f"{g:.4f}", f"{bound:.3f}",
+                f"{ms / bound:.0f}x" if bound > 0 else "-"]
+    rows = [row(*p) for p in parts] + [row("**sum of the parts**", sum(p[1] for p in parts),
+                                           sum(p[2] for p in parts))]
+    rows += [[f"**{what}** (train.train_one_epoch)", f"{ms:.2f}", f"{100 * ms / t_full:.1f}%", "", "", ""]
+             for what, ms in (("full distillation step", t_full), ("CE-only student step", t_ce))]
     loss_ms = sum(ms for name, ms, _ in parts if name.startswith("losses"))
     top = max(parts, key=lambda p: p[1])
     lines = [
@@ -380,7 +359,7 @@ def bench_efficiency(args, cfg):
             model = models.build_model(name, num_classes)
             shape = (3, spec.frames, spec.size, spec.size)
             p, g = models.count_params(model), models.count_gmacs(model, shape)
-            ms = models.cpu_latency_ms(model, shape, warmup=warm, repeats=reps)
+            ms = cpu_latency_ms(model, shape, warmup=warm, repeats=reps)
             cost[role] = (p, g, ms)
             del model  # MViTv2-S: free it before building the next model
             rows.append([preset, role, name, "x".join(map(str, shape[1:])), f"{p / 1e6:.3f}M",
@@ -390,7 +369,7 @@ def bench_efficiency(args, cfg):
                      f"parameters, {100 * (1 - g_s / g_v):.1f}% fewer GMACs per view, "
                      f"{100 * (1 - ms_s / ms_v):.1f}% lower CPU latency ({ms_v / ms_s:.1f}x faster).")
     return "\n".join([
-        "Latency: models.cpu_latency_ms, one clip (batch 1), eval mode, inference_mode, median of "
+        "Latency: cpu_latency_ms, one clip (batch 1), eval mode, inference_mode, median of "
         "`repeats` after `warmup`; GMACs: models.count_gmacs (multiply-accumulates per view).", "",
         md_table(["preset", "role", "model", "input", "params", "GMACs/view", "CPU ms/clip",
                   "warmup/repeats"], rows), "",
@@ -461,7 +440,7 @@ def main(argv=None):
     # Sub-sections in a fixed order, whichever ran this time.
     kept = [(n, get_section(body, f"bench-{n}")) for n in SECTIONS]
     body = "## What the method costs (bench.py)\n\n" + "\n\n".join(
-        "\n".join([*_markers(f"bench-{n}")[:1], s, _markers(f"bench-{n}")[1]]) for n, s in kept if s)
+        "\n".join([markers(f"bench-{n}")[0], s, markers(f"bench-{n}")[1]]) for n, s in kept if s)
     write_section(args.results, "bench", body)
     print(f"[bench] wrote {', '.join(sections)} into {args.results}")
 

@@ -8,9 +8,12 @@ import sys
 import pytest
 import torch
 
-import data
 import models
+import plumbing
+import synthetic
 import train
+from features import FeatureTap, feature_dims
+from sdd import SDDHead
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny synthetic set and short runs: the point is the wiring, not the accuracy.
@@ -21,7 +24,7 @@ FAST = ["--synthetic-videos-per-class", "6", "--workers", "0", "--batch-size", "
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("synthetic"))
-    data.ensure_synthetic_hmdb51(root, seed=0, videos_per_class=6)
+    synthetic.ensure_synthetic_hmdb51(root, seed=0, videos_per_class=6)
     return root
 
 
@@ -73,8 +76,8 @@ def test_teachers_are_cached_and_reused(tmp_path, data_root, dry):
     assert sorted(os.listdir(tmp / "cache")) == cached
     assert [os.path.getmtime(tmp / "cache" / c) for c in cached] == mtimes
     # Another teacher recipe is another cache entry, never a silent reuse.
-    key_a, _ = train.teacher_cache_key(train.get_args_parser().parse_args([]), "vit", "m", ".", 10)
-    key_b, _ = train.teacher_cache_key(train.get_args_parser().parse_args(["--teacher-lr", "1"]),
+    key_a, _ = plumbing.teacher_cache_key(train.get_args_parser().parse_args([]), "vit", "m", ".", 10)
+    key_b, _ = plumbing.teacher_cache_key(train.get_args_parser().parse_args(["--teacher-lr", "1"]),
                                        "vit", "m", ".", 10)
     assert key_a != key_b
 
@@ -82,24 +85,23 @@ def test_teachers_are_cached_and_reused(tmp_path, data_root, dry):
 def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root):
     preset = models.PRESETS["tiny"]
     args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST])
-    args.dry_steps, args.weight_kw, args.run_key = 2, {"T_c": 1.0}, "test"
-    train_set, _, _ = train.build_datasets(args, preset["clip"])
+    train_set, _, _ = plumbing.build_datasets(args, preset["clip"])
     n = len(train_set.classes)
     vit = train.frozen(models.build_model(preset["vit_teacher"], n))
     cnn = train.frozen(models.build_model(preset["cnn_teacher"], n))
     before = {k: {n_: t.clone() for n_, t in m.state_dict().items()} for k, m in (("vit", vit), ("cnn", cnn))}
     student = models.build_model(preset["student"], n)
     specs = {k: models.input_spec(preset[k]) for k in ("vit_teacher", "cnn_teacher", "student")}
-    dims = [models.feature_dims(m, specs[k])["map"] for m, k in
+    dims = [feature_dims(m, specs[k])["map"] for m, k in
             ((student, "student"), (vit, "vit_teacher"), (cnn, "cnn_teacher"))]
-    net = train.Distiller(student, train.SDDHead(*dims))
+    net = train.Distiller(student, SDDHead(*dims))
     s_before = {k: t.clone() for k, t in student.state_dict().items()}
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    teachers = {"vit": (models.FeatureTap(vit), specs["vit_teacher"]),
-                "cnn": (models.FeatureTap(cnn), specs["cnn_teacher"])}
-    loader = train.train_loader(train_set, args, (0, "t", 0))
+    teachers = {"vit": train.Teacher(FeatureTap(vit), specs["vit_teacher"]),
+                "cnn": train.Teacher(FeatureTap(cnn), specs["cnn_teacher"])}
+    loader = plumbing.train_loader(train_set, args, (0, "t", 0))
     stats = train.train_one_epoch(net, loader, opt, sched, scaler, args, specs["student"], teachers,
                                   max_steps=2)
     assert stats["kd"] > 0 and stats["sdd"] > 0 and stats["rkd"] >= 0

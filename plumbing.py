@@ -1,0 +1,405 @@
+"""Run plumbing: processes, seeds, loaders, checkpoints and resume, the teacher cache, reports.
+
+Reading guide
+-------------
+Nothing of the paper lives here; this is what makes a run of train.py reproducible, resumable and
+reported. train.py reads as the method and calls these helpers; ablate.py and bench.py share the
+RESULTS.md writers at the bottom.
+
+  processes      `setup_distributed`, `is_main`, `log`: torchrun sets RANK / WORLD_SIZE; rank 0
+                 writes every file and prints every line.
+  seeds          `seed_of(*keys)` turns e.g. (seed, "student", epoch) into a stable 32-bit seed,
+                 `seed_everything(*keys)` seeds Python, NumPy and torch with it. Every epoch
+                 starts from such a state, so shuffling, augmentation and dropout of an epoch
+                 depend only on those keys: that is what makes --resume exact.
+  loaders        `train_loader` (shuffled by a generator seeded per epoch; DataLoader workers
+                 draw their crops from their own seeded streams) and `eval_loader` (each rank
+                 takes a disjoint share of the videos, no padding).
+  one stage      `fit`: the epochs of one model (teacher fine-tuning, student_ce, student) with
+                 the lr schedule, per-epoch evaluation, logging, checkpoints and resume; the
+                 step itself (`train_one_epoch`) and `evaluate` are train.py's, passed in.
+  checkpoints    `atomic_save` (write, then rename: never a half-written file), `run_key(args)`
+                 (the settings a checkpoint must share with the run that resumes it),
+                 `save_checkpoint` / `restore_checkpoint` (everything an epoch boundary needs).
+  data           `build_datasets` (the synthetic set written on first use, the test split or a
+                 seeded held-out part of the training split) and the optimizer with its
+                 warm-up + cosine schedule (`adamw_warmup_cosine`).
+  teacher cache  `TeacherCache` / `teacher_cache_key` hash everything that changes a trained
+                 teacher, so a cached teacher is reused only by a run that would have trained the
+                 same one.
+  reports        `results` (the content of results.json), `print_report`, `write_reports`
+                 (results.json, log.csv, student.pt) and, for RESULTS.md, `machine`, `md_table`, `get_section`,
+                 `replace_section`, `write_section`.
+"""
+import csv
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+
+import data
+import models
+import synthetic
+
+# Bump when the teacher training code changes: it invalidates every cached teacher.
+TEACHER_RECIPE_VERSION = 3
+# Settings that never change a run's numbers: a checkpoint written with others still fits.
+NOT_IN_RUN_KEY = ("resume", "workers", "device")
+
+
+# ----------------------------------------------------------------------------------- processes
+def setup_distributed(device):
+    """Join the process group torchrun describes (if any) -> the device this process uses."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(device)
+    return device
+
+
+def world_size():
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main():
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def log(*a):
+    if is_main():
+        print(*a, flush=True)
+
+
+# ---------------------------------------------------------------------------------------- seeds
+def seed_of(*keys):
+    """A 32-bit seed from a tuple of keys, e.g. (seed, "student", epoch): stable across runs."""
+    return int(hashlib.sha256(repr(keys).encode()).hexdigest()[:8], 16)
+
+
+def seed_everything(*keys):
+    s = seed_of(*keys)
+    random.seed(s), np.random.seed(s), torch.manual_seed(s)
+
+
+# ------------------------------------------------------------------------------- data, loaders
+def synthetic_root(args):
+    # Non-default sets get their own folder: regenerating a shared one would pull it from under
+    # another run that is reading it.
+    if args.synthetic_videos_per_class is None and args.data_seed == 0:
+        return "data/synthetic"
+    return f"data/synthetic_{args.synthetic_videos_per_class or 'default'}vpc_seed{args.data_seed}"
+
+
+def build_datasets(args, clip):
+    """Training set, evaluation set (test split or a held-out part of train) and the data root."""
+    root = args.data_root
+    if args.dataset == "synthetic":
+        root = root or synthetic_root(args)
+        size = {} if args.synthetic_videos_per_class is None else {
+            "videos_per_class": args.synthetic_videos_per_class}
+        if is_main():
+            synthetic.ensure_synthetic_hmdb51(root, seed=args.data_seed, **size)
+        if dist.is_initialized():
+            dist.barrier()  # other ranks wait until rank 0 has written the set
+    elif root is None and args.video_dir is None:
+        raise SystemExit("--dataset hmdb51 needs --data-root (see README, 'Getting HMDB51')")
+    common = dict(split=args.split, video_dir=args.video_dir, split_dir=args.split_dir,
+                  skip_missing=args.skip_missing, **clip)
+    use_val = args.val_fraction > 0  # evaluate on held-out training videos, never on the test split
+    train_set = data.HMDB51(root, subset="train", mode="train", **common)
+    eval_set = data.HMDB51(root, subset="train" if use_val else "test", mode="eval",
+                           num_clips=args.eval_clips, num_crops=args.eval_crops, **common)
+    if use_val:  # a seeded split of the training videos, the same for every run seed
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(args.data_seed))
+        n_val = int(round(args.val_fraction * len(train_set)))
+        eval_set, train_set = Subset(eval_set, order[:n_val].tolist()), Subset(train_set, order[n_val:].tolist())
+    return train_set, eval_set, root
+
+
+def train_loader(train_set, args, key):
+    """Shuffled per epoch from a generator seeded by `key`: the epoch's order is reproducible."""
+    g = torch.Generator().manual_seed(seed_of(*key))
+    sampler = (DistributedSampler(train_set, seed=g.initial_seed() % 2**31, drop_last=True)
+               if dist.is_initialized() else RandomSampler(train_set, generator=g))
+    return DataLoader(train_set, batch_size=args.batch_size, sampler=sampler, drop_last=True,
+                      num_workers=args.workers, generator=g, pin_memory=args.device.startswith("cuda"))
+
+
+def eval_loader(eval_set, args):
+    # Each rank takes every world_size-th video: no padding, so no video is counted twice.
+    if dist.is_initialized():
+        eval_set = Subset(eval_set, list(range(dist.get_rank(), len(eval_set), world_size())))
+    # Evaluation is deterministic, so its workers may persist across epochs (and keep their
+    # per-video packet indexes); training loaders are rebuilt per epoch to seed them exactly.
+    return DataLoader(eval_set, batch_size=max(1, args.batch_size // 2), num_workers=args.workers,
+                      collate_fn=data.collate_skip_failed, persistent_workers=args.workers > 0,
+                      pin_memory=args.device.startswith("cuda"))
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def atomic_save(obj, path):
+    """Write to a temporary file, then rename: an interruption never leaves a half-written file."""
+    tmp = f"{path}.tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def run_key(args):
+    """A hash of every setting that changes a run's numbers (not --resume, --workers, --device)."""
+    settings = {k: v for k, v in vars(args).items() if k not in NOT_IN_RUN_KEY}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def adamw_warmup_cosine(net, lr, args, steps_per_epoch, epochs):
+    """AdamW on the trainable parameters; lr linear warm-up over --warmup-epochs, then cosine.
+
+    factor(t) = (t + 1) / warm for t < warm, then 0.5 * (1 + cos(pi * (t - warm) / (total - warm)));
+    t counts optimizer steps, so the schedule is the same for any epoch length.
+    """
+    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=args.wd)
+    warm = max(1, int(args.warmup_epochs * steps_per_epoch))
+    total = max(1, epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: (t + 1) / warm if t < warm else
+                                                  0.5 * (1 + math.cos(math.pi * (t - warm) / max(1, total - warm))))
+    return optimizer, scheduler
+
+
+def save_checkpoint(path, args, net, optimizer, scheduler, scaler, state):
+    """Everything an epoch boundary needs to continue exactly, with the settings that made it."""
+    atomic_save({"net": net.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                 "state": state, "config": {"key": run_key(args), **vars(args)}}, path)
+
+
+def restore_checkpoint(path, args, net, optimizer, scheduler, scaler):
+    """Load `path` into the given objects -> the saved training state, or None if no file."""
+    if not os.path.exists(path):
+        return None
+    ck = torch.load(path, map_location="cpu", weights_only=False)  # ours: written by this file
+    if ck["config"]["key"] != run_key(args):
+        raise SystemExit(f"{path} was written by a run with other settings; use another --out "
+                         "or drop --resume")
+    net.load_state_dict(ck["net"]), optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"]), scaler.load_state_dict(ck["scaler"])
+    return ck["state"]
+
+
+# ------------------------------------------------------------------------------------ one stage
+DRY_RUN_STEPS = 2  # --dry-run: steps per epoch and evaluation batches
+
+
+def dry_run_steps(args):
+    """Steps per epoch and evaluation batches: all of them, or a few under --dry-run."""
+    return DRY_RUN_STEPS if args.dry_run else None
+
+
+def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate, teachers=None,
+        eval_model=None, ckpt_path=None):
+    """Train `net` for `epochs` epochs of train.py's `train_one_epoch`, evaluating `eval_model`
+    (default: `net`) with its `evaluate` after each, checkpointing every epoch and resuming
+    (--resume) from the last one. -> {"last": metrics, "best": metrics, "history": [rows]}."""
+    max_steps = dry_run_steps(args)
+    steps = max_steps or len(loaders["train_set"]) // world_size() // args.batch_size
+    optimizer, scheduler = adamw_warmup_cosine(net, lr, args, steps_per_epoch=steps, epochs=epochs)
+    scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device.startswith("cuda"))
+    ddp = nn.parallel.DistributedDataParallel(net) if dist.is_initialized() else net
+    state = {"epoch": 0, "history": [], "best": None}
+    if args.resume and ckpt_path:
+        state = restore_checkpoint(ckpt_path, args, net, optimizer, scheduler, scaler) or state
+        if state["epoch"]:
+            log(f"[{stage}] resumed after epoch {state['epoch']}")
+    for epoch in range(state["epoch"], epochs):
+        t0 = time.time()
+        # Both student stages draw the same batches and augmentations (a paired comparison).
+        data_key = "student" if stage.startswith("student") else stage
+        loader = train_loader(loaders["train_set"], args, (args.seed, data_key, epoch))
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        seed_everything(args.seed, data_key, epoch, "rng")  # augmentation/dropout of this epoch
+        train_stats = train_one_epoch(ddp, loader, optimizer, scheduler, scaler, args, spec_s, teachers,
+                                      epoch, max_steps, desc=f"{stage} {epoch + 1}/{epochs}")
+        metrics = evaluate(eval_model or net, loaders["eval"], spec_s, args, max_steps, desc=f"{stage} eval")
+        row = {"stage": stage, "epoch": epoch + 1, **train_stats, **metrics,
+               "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 2)}
+        state["history"].append(row)
+        if state["best"] is None or metrics["clip_acc@1"] > state["best"]["clip_acc@1"]:
+            state["best"] = {**metrics, "epoch": epoch + 1}
+        state["epoch"] = epoch + 1
+        log(f"[{stage}] epoch {epoch + 1}/{epochs} " + " ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
+        if is_main() and ckpt_path:
+            save_checkpoint(ckpt_path, args, net, optimizer, scheduler, scaler, state)
+    return {"last": state["history"][-1] if state["history"] else {}, "best": state["best"],
+            "history": state["history"]}
+
+
+# -------------------------------------------------------------------------------- teacher cache
+def teacher_cache_key(args, role, name, root, n_train):
+    """Everything that changes a trained teacher; a different value -> a different cache entry."""
+    fields = dict(v=TEACHER_RECIPE_VERSION, role=role, model=name, dataset=args.dataset,
+                  root=os.path.abspath(root), split=args.split, n_train=n_train,
+                  synthetic=(args.synthetic_videos_per_class, args.data_seed), preset=args.preset,
+                  pretrained=args.pretrained, epochs=args.teacher_epochs, vit_epochs=args.vit_teacher_epochs,
+                  lr=args.teacher_lr, vit_lr=args.vit_teacher_lr,
+                  wd=args.wd, bs=args.batch_size, warmup=args.warmup_epochs, seed=args.seed,
+                  clip_grad=args.clip_grad, amp=args.amp, val_fraction=args.val_fraction,
+                  dry_run=args.dry_run, world=world_size())
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16], fields
+
+
+
+class TeacherCache:
+    """A trained teacher under --cache-dir, named by `teacher_cache_key`: reused only by a run
+    that would have trained the very same teacher."""
+
+    def __init__(self, args, role, name, root, n_train):
+        key, self.fields = teacher_cache_key(args, role, name, root, n_train)
+        self.path, self.role = os.path.join(args.cache_dir, f"{role}_{name}_{key}.pt"), role
+        self.metrics = None
+
+    def load(self, model):
+        """Load the cached weights into `model` -> True, or False when there are none."""
+        if not os.path.exists(self.path):
+            return False
+        log(f"[teacher {self.role}] reusing {self.path}")
+        ck = torch.load(self.path, map_location="cpu", weights_only=False)  # ours, keyed: it fits
+        model.load_state_dict(ck["model"])
+        self.metrics = ck["metrics"]
+        return True
+
+    def save(self, model, metrics):
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        atomic_save({"model": model.state_dict(), "metrics": metrics, "key": self.fields}, self.path)
+
+
+# -------------------------------------------------------------------------------------- reports
+def model_row(name, model, spec, metrics):
+    """One model's entry of results.json: name, cost, input, last and best accuracies."""
+    last, best = metrics["last"], metrics["best"] or {}
+    return {"name": name, "params": models.count_params(model),
+            "gmacs": models.count_gmacs(model, (3, spec.frames, spec.size, spec.size)),
+            "input": [spec.frames, spec.size, spec.size],
+            "clip_acc@1": last.get("clip_acc@1"), "video_acc@1": last.get("video_acc@1"),
+            "best_clip_acc@1": best.get("clip_acc@1"), "best_video_acc@1": best.get("video_acc@1"),
+            "best_epoch": best.get("epoch")}
+
+
+def results(args, preset, trained, metrics, seconds):
+    """The content of results.json: config, one row per model, reduction vs the ViT, history.
+
+    trained: role -> (model, input spec) for "vit_teacher", "cnn_teacher", "student";
+    metrics: role -> fit()'s metrics, also for "student_ce" (the student's architecture)."""
+    rows = {}
+    for role in ("vit_teacher", "cnn_teacher", "student", "student_ce"):
+        if role in metrics:
+            model, spec = trained.get(role, trained["student"])
+            name = preset[role if role.endswith("teacher") else "student"]
+            rows[role] = model_row(name, model, spec, metrics[role])
+    s, v = rows["student"], rows["vit_teacher"]
+    return {"config": vars(args), "models": rows,
+            "reduction_vs_vit": {"params_%": 100 * (1 - s["params"] / v["params"]),
+                                 "gmacs_%": 100 * (1 - s["gmacs"] / v["gmacs"])},
+            "history": {k: metrics[k]["history"] for k in ("student_ce", "student") if k in metrics},
+            "seconds": round(seconds, 1)}
+
+
+def print_report(out):
+    print(f"\n{'model':<12} {'name':<14} {'params':>10} {'GMACs':>8} {'input':>10} "
+          f"{'clip@1':>7} {'video@1':>8} {'best clip@1':>12}")
+    for role, r in out["models"].items():
+        inp = "x".join(map(str, r["input"]))
+        print(f"{role:<12} {r['name']:<14} {r['params']:>10,} {r['gmacs']:>8.3f} {inp:>10} "
+              f"{r['clip_acc@1'] or 0:>7.1f} {r['video_acc@1'] or 0:>8.1f} {r['best_clip_acc@1'] or 0:>12.1f}")
+    red = out["reduction_vs_vit"]
+    print(f"student vs ViT teacher: {red['params_%']:.1f}% fewer params, {red['gmacs_%']:.1f}% fewer "
+          f"GMACs; total {out['seconds']:.0f} s\n")
+
+
+def write_reports(out_dir, out, student):
+    """results.json, log.csv (one row per stage and epoch) and the plain student.pt."""
+    atomic_save(student.state_dict(), os.path.join(out_dir, "student.pt"))  # no SDD head in it
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(out, f, indent=1, default=str)
+    hist = [r for k in out["history"] for r in out["history"][k]]
+    keys = sorted({k for r in hist for k in r}, key=lambda k: (k not in ("stage", "epoch"), k))
+    with open(os.path.join(out_dir, "log.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader(), w.writerows(hist)
+
+
+# --------------------------------------------------------------------- RESULTS.md (bench, ablate)
+RESULTS_HEADER = ("# Results\n\nMeasured tables. `ablate.py` and `bench.py` each rewrite only the "
+                  "text between their own markers; everything else in this file is left as it is.\n")
+
+
+def machine():
+    """One line naming what produced a measurement: CPU, cores, torch, threads, load."""
+    cpu = platform.processor() or "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    # nproc = the cores this process may use (a container or taskset can allow fewer than exist).
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    # The load average tells a reader whether other jobs shared the cores during the run.
+    load = f", load average {os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else ""
+    return (f"{cpu}, nproc {nproc}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+            f"Python {platform.python_version()}{load}")
+
+
+def md_table(header, rows):
+    """A markdown table from a header list and rows of already formatted cells."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
+
+
+def markers(name):
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+
+
+def get_section(text, name):
+    """The text between `name`'s markers, or None when the section is not there."""
+    begin, end = markers(name)
+    i = text.find(begin)
+    j = text.find(end, i + len(begin)) if i >= 0 else -1
+    return None if i < 0 or j < 0 else text[i + len(begin):j].strip("\n")
+
+
+def replace_section(text, name, body):
+    """`text` with `name`'s section set to `body` (appended if absent); nothing else changes."""
+    begin, end = markers(name)
+    block = f"{begin}\n{body.strip(chr(10))}\n{end}"
+    i = text.find(begin)
+    j = text.find(end, i + len(begin)) if i >= 0 else -1
+    if (i < 0) != (j < 0) or (i < 0 and end in text):
+        # Half a pair: rewriting would clobber someone else's text, so stop and say where.
+        raise ValueError(f"found only one of {begin} / {end} (or them in the wrong order); fix the "
+                         f"markers by hand before writing the {name!r} section")
+    if i < 0:
+        return text.rstrip("\n") + "\n\n" + block + "\n"
+    return text[:i] + block + text[j + len(end):]
+
+
+def write_section(path, name, body):
+    """Set `name`'s section of the markdown file `path` (created with a short header if absent)."""
+    text = RESULTS_HEADER
+    if os.path.exists(path):
+        with open(path) as f:
+            text = f.read()
+    text = replace_section(text, name, body)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"  # write then rename: an interruption never leaves half a file
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)

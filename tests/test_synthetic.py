@@ -1,0 +1,99 @@
+"""Executable specification of synthetic.py: the layout, determinism and the class geometry."""
+import inspect
+import os
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import data
+import decode
+import synthetic
+
+
+def test_synthetic_layout_is_official_and_splits_are_70_30_and_differ(tiny):
+    split_dir = os.path.join(tiny, data.SPLIT_DIRNAME)
+    assert len(os.listdir(split_dir)) == 9 * 3
+    per_split = []
+    for k in (1, 2, 3):
+        classes, train = data.read_split(split_dir, k, "train")
+        _, test = data.read_split(split_dir, k, "test")
+        for c in range(len(classes)):  # 6 videos -> round(4.2) = 4 train, 2 test in every class
+            assert sum(l == c for _, l in train) == 4 and sum(l == c for _, l in test) == 2
+        per_split.append(set(r for r, _ in train))
+    assert per_split[0] != per_split[1] != per_split[2]
+    with av.open(os.path.join(tiny, "pulse", "tiny_pulse_v000.avi")) as container:
+        assert container.format.name == "avi"
+        assert container.streams.video[0].codec_context.name == "mpeg4"
+
+
+def test_synthetic_is_deterministic_in_the_seed(tmp_path):
+    a = synthetic.make_synthetic_hmdb51(str(tmp_path / "a"), num_classes=2, videos_per_class=2)
+    b = synthetic.make_synthetic_hmdb51(str(tmp_path / "b"), num_classes=2, videos_per_class=2)
+    c = synthetic.make_synthetic_hmdb51(str(tmp_path / "c"), num_classes=2, videos_per_class=2, seed=1)
+    rel = os.path.join("poke", "tiny_poke_v001.avi")
+    frames = [decode.decode_frames(os.path.join(r, rel), range(20)) for r in (a, b, c)]
+    assert torch.equal(frames[0], frames[1]) and not torch.equal(frames[0], frames[2])
+    # A video does not depend on how many others are generated.
+    d = synthetic.make_synthetic_hmdb51(str(tmp_path / "d"), num_classes=3, videos_per_class=3)
+    assert torch.equal(frames[0], decode.decode_frames(os.path.join(d, rel), range(20)))
+
+
+def test_ensure_synthetic_writes_once_and_rewrites_on_other_settings(tmp_path):
+    root = str(tmp_path / "syn")
+    synthetic.ensure_synthetic_hmdb51(root, num_classes=2, videos_per_class=2)
+    info = os.path.join(root, synthetic.SYNTHETIC_INFO)
+    stamp = os.stat(info).st_mtime_ns
+    synthetic.ensure_synthetic_hmdb51(root, num_classes=2, videos_per_class=2)  # same: kept
+    assert os.stat(info).st_mtime_ns == stamp
+    synthetic.ensure_synthetic_hmdb51(root, num_classes=3, videos_per_class=1)  # other: rewritten
+    classes, train = data.read_split(os.path.join(root, data.SPLIT_DIRNAME), 1, "train")
+    assert len(classes) == 3 and len(os.listdir(os.path.join(root, "pulse"))) == 1
+    os.remove(info)  # as if interrupted before the end: rewritten
+    synthetic.ensure_synthetic_hmdb51(root, num_classes=3, videos_per_class=1)
+    assert os.path.isfile(info)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match="thesis.tex"):
+        synthetic.ensure_synthetic_hmdb51(str(tmp_path / "mine"))
+
+
+def test_synthetic_classes_mix_local_and_relational():
+    kinds = [kind for kind, _ in synthetic.SYNTHETIC_ACTIONS.values()]
+    assert len(kinds) >= 8
+    for n in range(3, len(kinds) + 1):  # any prefix (num_classes) keeps >= a third relational
+        assert kinds[:n].count("relational") >= n / 3
+
+
+@pytest.mark.parametrize("action", list(synthetic.SYNTHETIC_ACTIONS))
+def test_synthetic_geometry_matches_the_class_definition(action):
+    W, H, T = 64, 48, 20
+    S = min(W, H)
+    for seed in range(10):
+        p, r, alpha = synthetic.synthetic_layout(action, np.random.default_rng(seed), T, W, H)
+        # Both discs stay inside the central square (what the test center crop keeps) ...
+        assert (p[..., 0] - r >= (W - S) / 2).all() and (p[..., 0] + r <= (W + S) / 2).all()
+        assert (p[..., 1] - r >= 0).all() and (p[..., 1] + r <= H).all()
+        # ... and far apart at every moment.
+        min_distance = inspect.signature(synthetic.synthetic_layout).parameters["min_distance"].default
+        assert (np.linalg.norm(p[0] - p[1], axis=1) >= min_distance * S - 1e-3).all()
+        moving = [np.ptp(p[d], axis=0).max() > 1 or np.ptp(r[d]) > 0.5 or np.ptp(alpha[d]) > 0.5
+                  for d in range(2)]
+        kind = synthetic.SYNTHETIC_ACTIONS[action][0]
+        two_movers = action in ("shear", "follow", "side_by_side")
+        assert sum(moving) == (2 if two_movers else 1)
+        if kind == "relational":
+            actor = moving.index(True)
+            line = p[1 - actor].mean(0) - p[actor].mean(0)
+            line /= np.linalg.norm(line)
+            motion = p[actor] - p[actor].mean(0)
+            along = np.abs(motion @ line).max() / np.linalg.norm(motion, axis=1).max()
+            if action in ("poke", "follow"):
+                assert along > 0.99   # swings along the line to the other disc
+            else:
+                assert along < 0.15   # swings across it
+            if two_movers:
+                m0, m1 = p[0] - p[0].mean(0), p[1] - p[1].mean(0)
+                in_step = np.allclose(m0, m1, atol=1e-3)
+                assert in_step == (action != "shear")
