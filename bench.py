@@ -52,12 +52,11 @@ from torch.utils.flop_counter import FlopCounterMode
 import data
 import models
 import train
-from features import FeatureTap, feature_dims
-from plumbing import get_section, machine, markers, md_table, replace_section, write_section
-from synthetic import ensure_synthetic_hmdb51
 from datw import fuse_logits, kd_loss, teacher_weights
+from features import FeatureTap
+from plumbing import get_section, machine, markers, md_table, replace_section, write_section
 from rkd import rkd_angle_loss, rkd_distance_loss
-from sdd import SDDHead, sdd_loss
+from synthetic import ensure_synthetic_hmdb51
 
 SECTIONS = ("data", "step", "efficiency")
 
@@ -227,9 +226,7 @@ def bench_step(args, cfg):
         student = models.build_model(names["student"], C)
         if not distil:
             return student
-        dims = [feature_dims(m, specs[k])["map"] for m, k in
-                ((student, "student"), (vit, "vit_teacher"), (cnn, "cnn_teacher"))]
-        return train.Distiller(student, SDDHead(*dims))
+        return train.Distiller.for_teachers(student, specs["student"], teachers)
 
     def step_ms(net, with_teachers):
         """Per-step time of train.train_one_epoch (the real step) over an in-memory loader."""
@@ -305,7 +302,7 @@ def bench_step(args, cfg):
                                           tau_w=targs.tau_w)),
             T=targs.T),
         "CE": lambda lv: F.cross_entropy(lv[0].float(), y, reduction="mean"),
-        "SDD (MSE)": lambda lv: sdd_loss(lv[2], target),
+        "SDD (MSE)": lambda lv: train.sdd_loss(lv[2], target),  # as train.py calls it
         "RKD distance (B x B)": lambda lv: rkd_distance_loss(lv[1], f_vit["embed"]),
         "RKD angle (B x B x B)": lambda lv: rkd_angle_loss(lv[1], f_vit["embed"]),
     }

@@ -46,8 +46,6 @@ import argparse
 import multiprocessing
 import os
 import sys
-import tempfile
-import time
 import warnings
 from typing import NamedTuple
 
@@ -65,7 +63,8 @@ SPLIT_IDS = {"1": "train", "2": "test", "0": "unused"}
 SUBSETS = {"train": "1", "test": "2"}  # subset -> its id in the split files
 GETTING_HMDB51 = 'see the section "Getting HMDB51" in README.md for how to download and unpack it'
 LAYOUT = (f"<root>/<class>/<video>.avi and <root>/{SPLIT_DIRNAME}/<class>_test_split<k>.txt "
-          "(or pass the two folders separately as video_dir / split_dir)")
+          "(or give the two folders separately: train.py --video-dir / --split-dir, "
+          "in Python video_dir= / split_dir=)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -343,44 +342,37 @@ def check(dataset, decode=True):
 
 
 # ----------------------------------------------------------------------------------------------
-# Demo: python data.py [folder]
+# Demo: python data.py [root]   (python synthetic.py writes a small set and runs this on it)
 # ----------------------------------------------------------------------------------------------
 
 def main(argv=None):
-    from synthetic import make_synthetic_hmdb51  # the demo's data only (synthetic.py imports us)
-
-    parser = argparse.ArgumentParser(description="Write a small synthetic HMDB51 and read it back.")
-    parser.add_argument("folder", nargs="?", default=None,
-                        help="where to write it (default: a temporary folder, deleted afterwards)")
-    parser.add_argument("--videos-per-class", type=int, default=10,
-                        help="videos per class (default: 10; make_synthetic_hmdb51 uses 150)")
+    parser = argparse.ArgumentParser(description="Read an HMDB51-layout dataset: splits, one clip, "
+                                                 "multi-view evaluation, a scan for bad videos.")
+    parser.add_argument("root", nargs="?", default="data/synthetic",
+                        help="dataset root in the HMDB51 layout (default: data/synthetic)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = args.folder or os.path.join(tmp, "tiny_hmdb51")
-        start = time.perf_counter()
-        make_synthetic_hmdb51(root, videos_per_class=args.videos_per_class)
-        print(f"wrote a synthetic HMDB51 to {root} in {time.perf_counter() - start:.1f} s "
-              "(python synthetic.py lists its classes)")
-        for split in (1, 2, 3):
-            n_train = len(read_split(os.path.join(root, SPLIT_DIRNAME), split, "train")[1])
-            n_test = len(read_split(os.path.join(root, SPLIT_DIRNAME), split, "test")[1])
-            print(f"split {split}: {n_train} train / {n_test} test videos")
-
-        train = HMDB51(root, split=1, subset="train", num_frames=8, frame_stride=2, size=32)
-        print(train)
-        path = train.path(0)
-        with av.open(path) as container:
-            codec = container.streams.video[0].codec_context.name
-        print(f"{train.samples[0][0]}: {codec} in AVI, {count_frames(path)} frames")
-        frames = decode_frames(path, [0, 5, 10])
-        print(f"decode_frames(path, [0, 5, 10]) -> {tuple(frames.shape)} {frames.dtype}")
-        clip, label = train[0]
-        print(f"train[0] -> clip {tuple(clip.shape)} {clip.dtype}, label {label} "
-              f"({train.classes[label]})")
-        views, label = HMDB51(root, subset="test", num_clips=2, num_crops=3)[0]
-        print(f"test set, 2 clips x 3 crops -> views {tuple(views.shape)}")
-        print(f"check(train set): {len(check(train))} problems")
-        print(f"decoding so far: {dict(decode_stats)}")
+    if not os.path.isdir(args.root):
+        raise SystemExit(f"no dataset at {args.root!r}: write a small synthetic one with `python "
+                         f"synthetic.py {args.root}`, or point to HMDB51 ({GETTING_HMDB51})")
+    root = args.root
+    for split in (1, 2, 3):
+        n_train = len(read_split(os.path.join(root, SPLIT_DIRNAME), split, "train")[1])
+        n_test = len(read_split(os.path.join(root, SPLIT_DIRNAME), split, "test")[1])
+        print(f"split {split}: {n_train} train / {n_test} test videos")
+    train = HMDB51(root, split=1, subset="train", num_frames=8, frame_stride=2, size=32)
+    print(train)
+    path = train.path(0)
+    with av.open(path) as container:
+        codec = container.streams.video[0].codec_context.name
+    print(f"{train.samples[0][0]}: {codec}, {count_frames(path)} frames")
+    frames = decode_frames(path, [0, 5, 10])
+    print(f"decode_frames(path, [0, 5, 10]) -> {tuple(frames.shape)} {frames.dtype}")
+    clip, label = train[0]
+    print(f"train[0] -> clip {tuple(clip.shape)} {clip.dtype}, label {label} ({train.classes[label]})")
+    views, label = HMDB51(root, subset="test", num_clips=2, num_crops=3)[0]
+    print(f"test set, 2 clips x 3 crops -> views {tuple(views.shape)}")
+    print(f"check(train set): {len(check(train))} problems")
+    print(f"decoding so far: {dict(decode_stats)}")
 
 
 if __name__ == "__main__":

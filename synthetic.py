@@ -20,7 +20,7 @@ Top to bottom: the class table `SYNTHETIC_ACTIONS`, the geometry of one video
 (`synthetic_layout`), its pixels (`synthetic_video`), the AVI writer (`write_video`), the split
 files, `make_synthetic_hmdb51` (deterministic in its seed; its docstring lists the difficulty
 knobs) and `ensure_synthetic_hmdb51` (write once, rewrite when the settings differ).
-`python synthetic.py [folder]` writes a small set and prints its classes.
+`python synthetic.py [folder]` writes a small set, prints its classes and reads it back.
 """
 import argparse
 import inspect
@@ -34,6 +34,7 @@ import time
 import av
 import numpy as np
 
+import data
 from data import SPLIT_DIRNAME
 
 
@@ -213,7 +214,7 @@ def make_synthetic_hmdb51(root, num_classes=9, videos_per_class=150, num_frames=
     Deterministic in `seed` (each video has its own generator, so changing num_classes or
     videos_per_class leaves the other videos as they were). Defaults: 9 classes x 150 videos of
     20 frames at 64x48 -> 945 train / 405 test videos per split (a ViT trained from scratch needs
-    the data), ~30 MB, ~10 s on one core. The
+    the data; RESULTS.md gives its size and generation time). The
     tiny preset reads 8 frames at stride 2 (15 of the 20) and 32x32 crops of them.
     Sizes: num_classes (first classes of SYNTHETIC_ACTIONS, whose order alternates local and
     relational so every prefix keeps both kinds), videos_per_class, num_frames, width, height, fps.
@@ -301,7 +302,8 @@ def ensure_synthetic_hmdb51(root, **settings):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write a small synthetic HMDB51, list its classes.")
+    parser = argparse.ArgumentParser(description="Write a small synthetic HMDB51, list its classes, "
+                                                 "read it back with data.py's demo.")
     parser.add_argument("folder", nargs="?", default=None,
                         help="where to write it (default: a temporary folder, deleted afterwards)")
     parser.add_argument("--videos-per-class", type=int, default=10,
@@ -314,6 +316,7 @@ def main(argv=None):
         print(f"wrote a synthetic HMDB51 to {root} in {time.perf_counter() - start:.1f} s")
         for name, (kind, what) in SYNTHETIC_ACTIONS.items():
             print(f"  {name:13s} {kind:10s} {what}")
+        data.main([root])
 
 
 if __name__ == "__main__":

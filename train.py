@@ -70,8 +70,7 @@ def get_args_parser():
                         "instead of the test split (for tuning without touching the test split)")
     g.add_argument("--skip-missing", action="store_true",
                    help="skip videos listed in split files but missing on disk (reports the count)")
-    g.add_argument("--check", action="store_true",
-                   help="scan the dataset for unreadable or too-short videos, print them, exit")
+    g.add_argument("--check", action="store_true", help="list unreadable or too-short videos, then exit")
     g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
     g = p.add_argument_group("models")
     g.add_argument("--preset", default="tiny", help=f"one of {sorted(models.PRESETS)}")
@@ -83,31 +82,26 @@ def get_args_parser():
     g = p.add_argument_group("optimization (AdamW, linear warm-up then cosine decay per step)")
     g.add_argument("--epochs", type=int, default=10, help="student epochs (both student stages)")
     g.add_argument("--teacher-epochs", type=int, default=12, help="CNN teacher fine-tuning epochs")
-    g.add_argument("--vit-teacher-epochs", type=int, default=30,
-                   help="ViT teacher epochs: a ViT trained from scratch needs more than a CNN")
-    g.add_argument("--vit-teacher-lr", type=float, default=1e-3,
-                   help="ViT teacher peak learning rate (from scratch, 2e-3 stalled at chance)")
+    g.add_argument("--vit-teacher-epochs", type=int, default=30, help="ViT teacher epochs (ViTs need more)")
+    g.add_argument("--vit-teacher-lr", type=float, default=1e-3, help="ViT teacher peak learning rate")
     g.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
     g.add_argument("--lr", type=float, default=2e-3, help="student peak learning rate")
     g.add_argument("--teacher-lr", type=float, default=2e-3, help="teacher peak learning rate")
     g.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay")
-    g.add_argument("--clip-grad", type=float, default=5.0,
-                   help="max gradient norm (0: off); guards against rare RKD angle spikes")
+    g.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off), for RKD spikes")
     g.add_argument("--warmup-epochs", type=float, default=2.0, help="linear warm-up length")
     g.add_argument("--skip-student-ce", action="store_true", help="skip the CE-only baseline")
     g = p.add_argument_group("distillation (Paper: loss = CE + alpha*KD + beta*SDD + gamma*RKD)")
     g.add_argument("--alpha", type=float, default=1.0, help="alpha: weight of the DATW KD term")
     g.add_argument("--beta", type=float, default=1.0, help="beta: weight of the SDD term")
     g.add_argument("--gamma", type=float, default=0.01,
-                   help="gamma: weight of the RKD term, which is itself w_d * L_D + w_a * L_A, so "
-                        "the distance loss weighs gamma * w_d and the angle loss gamma * w_a "
-                        "(chosen on --val-fraction 0.2, RESULTS.md)")
+                   help="gamma: weight of the RKD term w_d * L_D + w_a * L_A, so the distance loss "
+                        "weighs gamma * w_d and the angle loss gamma * w_a (tuned on validation)")
     g.add_argument("--T", type=float, default=4.0, help="T: softmax temperature of the KD loss (scaled by T^2)")
-    g.add_argument("--tau-w", type=float, default=0.1,
-                   help="tau_w: temperature of DATW's softmax over teachers (datw.py)")
+    g.add_argument("--tau-w", type=float, default=0.1, help="tau_w: DATW's softmax temperature over teachers")
     g.add_argument("--T-c", type=float, default=1.0,
-                   help="T_c: temperature of the teacher confidence c_k in DATW/entropy weighting; "
-                        "kept apart from T because a high T flattens every confidence to ~0")
+                   help="T_c: temperature of the teacher confidence c_k (DATW, entropy); apart from "
+                        "T because the KD temperature flattens every confidence to ~0")
     g.add_argument("--weighting", default="datw", choices=["datw", "uniform", "entropy", "vit", "cnn"],
                    help="how the two teachers' logits are mixed (DATW or an ablation baseline)")
     g.add_argument("--sdd-target", default="residual", choices=["residual", "vit"],
@@ -125,9 +119,9 @@ def get_args_parser():
     g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     g.add_argument("--amp", action="store_true", help="mixed precision on CUDA (losses in float32)")
     g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    g.add_argument("--dry-run", action="store_true",
-                   help="at most 2 epochs of 2 steps per stage, 2 eval batches: a quick check")
+    g.add_argument("--dry-run", action="store_true", help="<= 2 epochs of 2 steps per stage, 2 eval batches")
     return p
+
 
 class NonFiniteLoss(RuntimeError):
     pass
@@ -154,6 +148,14 @@ class Distiller(nn.Module):
     def __init__(self, student, sdd_head=None):
         super().__init__()
         self.tap, self.sdd = FeatureTap(student), sdd_head
+
+    @classmethod
+    def for_teachers(cls, student, spec_s, teachers, sdd_target="residual", with_sdd=True):
+        """The student with an SDD head sized for these teachers' maps (no head when beta = 0)."""
+        c_s, c_vit, c_cnn = (feature_dims(m, spec)["map"] for m, spec in  # channels of each "map"
+                             ((student, spec_s), (teachers["vit"].tap.model, teachers["vit"].spec),
+                              (teachers["cnn"].tap.model, teachers["cnn"].spec)))
+        return cls(student, SDDHead(c_s, c_vit, c_cnn, target=sdd_target) if with_sdd else None)
 
     def forward(self, x, f_vit=None, f_cnn=None):
         z_s, feats_s = self.tap(x)
@@ -321,11 +323,7 @@ def main(argv=None):
     # stage 3: distillation -- the same student initialization, plus the training-only SDD head
     seed_everything(args.seed, "student", "init")
     student = models.build_model(preset["student"], len(classes), pretrained=args.pretrained)
-    c_s, c_vit, c_cnn = (feature_dims(m, spec)["map"] for m, spec in  # channels of each "map"
-                         ((student, spec_s), (teachers["vit"].tap.model, teachers["vit"].spec),
-                          (teachers["cnn"].tap.model, teachers["cnn"].spec)))
-    head = SDDHead(c_s, c_vit, c_cnn, target=args.sdd_target) if args.beta > 0 else None
-    net = Distiller(student, head).to(args.device)
+    net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
     metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
                                       train_one_epoch, evaluate, teachers=teachers, eval_model=student,
                                       ckpt_path=os.path.join(args.out, "ckpt_student.pt"))

@@ -243,10 +243,3 @@ def test_fake_layout_has_hmdb51_counts(fake_hmdb51):
         classes, train = data.read_split(os.path.join(root, data.SPLIT_DIRNAME), k, "train")
         assert len(classes) == 51 and len(train) == 3570
         assert "climb" in classes and "climb_stairs" in classes
-
-
-def test_demo_runs(tmp_path, capsys):
-    data.main([str(tmp_path / "demo"), "--videos-per-class", "3"])
-    out = capsys.readouterr().out
-    assert "split 1: 18 train / 9 test videos" in out and "(3, 8, 32, 32)" in out
-    assert "views (6, 3, 8, 32, 32)" in out

@@ -97,3 +97,10 @@ def test_synthetic_geometry_matches_the_class_definition(action):
                 m0, m1 = p[0] - p[0].mean(0), p[1] - p[1].mean(0)
                 in_step = np.allclose(m0, m1, atol=1e-3)
                 assert in_step == (action != "shear")
+
+
+def test_demo_runs(tmp_path, capsys):
+    synthetic.main([str(tmp_path / "demo"), "--videos-per-class", "3"])
+    out = capsys.readouterr().out
+    assert "split 1: 18 train / 9 test videos" in out and "(3, 8, 32, 32)" in out
+    assert "views (6, 3, 8, 32, 32)" in out
