@@ -8,7 +8,8 @@ fine-tuned on HMDB51. This file finds and loads such weights; models.build_model
 
   load_pretrained(model, name, pretrained)   pretrained=True: download the published weights
       (torchvision's for its models, pytorchvideo's model zoo for X3D) or read them from
-      torch.hub's cache; a path: a local checkpoint. The classifier is replaced for a new number
+      torch.hub's cache; for the tiny preset's models, the repo's own zoo `weights/<name>.pt`
+      (their stand-in for Kinetics-400, written by pretrain.py); a path: a local checkpoint. The classifier is replaced for a new number
       of classes (its tensors of another shape are dropped and reported); every other tensor
       must match, so a checkpoint of another model fails with the names that differ.
   load_state(model, path, what)              strict: a state dict this project saved itself.
@@ -18,6 +19,7 @@ PySlowFast), "state_dict" or "model"; a "module." prefix left by DistributedData
 removed. Always `weights_only=True`: unpickling arbitrary objects can run code.
 Our machines cannot download: every error says where to put the file for offline use.
 """
+import os
 import pickle
 
 import torch
@@ -25,6 +27,10 @@ import torch.nn as nn
 import torchvision
 
 from features import tap_points
+
+# The tiny preset's model zoo: pretrained on the synthetic "Kinetics" by pretrain.py, shipped.
+ZOO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+ZOO_MODELS = ("mvit_tiny", "x3d_m_tiny", "x3d_s_tiny")
 
 # pytorchvideo's Kinetics-400 X3D checkpoints (its model zoo); the weights are under "model_state".
 _X3D_URLS = {
@@ -37,6 +43,8 @@ _X3D_URLS = {
 
 def load_pretrained(model: nn.Module, name: str, pretrained) -> nn.Module:
     """Load published (pretrained=True) or local (a path) weights into `model`, new classifier."""
+    if pretrained is True and name in ZOO_MODELS:
+        pretrained = zoo_path(name)
     if pretrained is True:
         _load_with_new_head(model, _download_state_dict(name), name, where=_pretrained_url(name))
     elif pretrained:  # a path to a local file
@@ -45,6 +53,17 @@ def load_pretrained(model: nn.Module, name: str, pretrained) -> nn.Module:
             lambda: torch.load(path, map_location="cpu", weights_only=True), path)
         _load_with_new_head(model, _state_dict_of(ckpt, path), name, where=path)
     return model
+
+
+def zoo_path(name: str) -> str:
+    """weights/<name>.pt of the tiny preset's zoo, or an error that says how to make it."""
+    path = os.path.join(ZOO_DIR, f"{name}.pt")
+    if not os.path.exists(path):
+        raise ValueError(f"{name!r} has no published weights (the tiny variants are ours) and "
+                         f"{path} is missing: make the zoo with `python pretrain.py`, train from "
+                         f"scratch (train.py --teacher-init scratch --student-init scratch), or "
+                         f"pass a checkpoint's path: pretrained='path/to/file.pt'")
+    return path
 
 
 def load_state(model: nn.Module, path: str, what: str) -> nn.Module:

@@ -51,7 +51,10 @@ import models
 import synthetic
 
 # Bump when the teacher training code changes: it invalidates every cached teacher.
-TEACHER_RECIPE_VERSION = 3
+TEACHER_RECIPE_VERSION = 4
+# Teacher epochs when --teacher-epochs / --vit-teacher-epochs are not given: (CNN, ViT) by
+# --teacher-init. Fine-tuning a pretrained teacher is short; from scratch a ViT needs the most.
+TEACHER_EPOCHS = {"pretrained": (4, 4), "scratch": (12, 30)}
 # Settings that never change a run's numbers: a checkpoint written with others still fits.
 NOT_IN_RUN_KEY = ("resume", "workers", "device")
 
@@ -91,6 +94,18 @@ def seed_everything(*keys):
     random.seed(s), np.random.seed(s), torch.manual_seed(s)
 
 
+# ------------------------------------------------------------------------------------ settings
+def resolve_epochs(args):
+    """Fill the teacher epochs --teacher-init implies, and clamp every stage to 2 epochs under
+    --dry-run; the resolved values are what config.json and the cache keys record."""
+    cnn, vit = TEACHER_EPOCHS[args.teacher_init]
+    args.teacher_epochs = cnn if args.teacher_epochs is None else args.teacher_epochs
+    args.vit_teacher_epochs = vit if args.vit_teacher_epochs is None else args.vit_teacher_epochs
+    if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
+        for k in ("epochs", "teacher_epochs", "vit_teacher_epochs"):
+            setattr(args, k, min(getattr(args, k), 2))
+
+
 # ------------------------------------------------------------------------------- data, loaders
 def synthetic_root(args):
     # Non-default sets get their own folder: regenerating a shared one would pull it from under
@@ -124,6 +139,15 @@ def build_datasets(args, clip):
         n_val = int(round(args.val_fraction * len(train_set)))
         eval_set, train_set = Subset(eval_set, order[:n_val].tolist()), Subset(train_set, order[n_val:].tolist())
     return train_set, eval_set, root
+
+
+def check_videos(*datasets):
+    """train.py --check: print and return the unreadable or too-short videos of the datasets."""
+    problems = [p for ds in datasets for p in data.check(ds)]
+    for path, problem in problems:
+        log(f"{path}: {problem}")
+    log(f"--check: {len(problems)} problem videos in {sum(len(ds) for ds in datasets)}")
+    return problems
 
 
 def train_loader(train_set, args, key):
@@ -250,7 +274,7 @@ def teacher_cache_key(args, role, name, root, n_train):
     fields = dict(v=TEACHER_RECIPE_VERSION, role=role, model=name, dataset=args.dataset,
                   root=os.path.abspath(root), split=args.split, n_train=n_train,
                   synthetic=(args.synthetic_videos_per_class, args.data_seed), preset=args.preset,
-                  pretrained=args.pretrained, epochs=args.teacher_epochs, vit_epochs=args.vit_teacher_epochs,
+                  init=args.teacher_init, epochs=args.teacher_epochs, vit_epochs=args.vit_teacher_epochs,
                   lr=args.teacher_lr, vit_lr=args.vit_teacher_lr,
                   wd=args.wd, bs=args.batch_size, warmup=args.warmup_epochs, seed=args.seed,
                   clip_grad=args.clip_grad, amp=args.amp, val_fraction=args.val_fraction,

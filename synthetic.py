@@ -59,6 +59,24 @@ SYNTHETIC_ACTIONS = {
     "follow": ("relational", "both discs swing along the line joining them, in step"),
     "side_by_side": ("relational", "both discs swing across the line joining them, in step"),
 }
+# The pretraining corpus ("synthetic Kinetics", `make_synthetic_kinetics`) shares these
+# primitives and adds two of its own; its labels are finer (primitive x speed x shape), and two
+# target classes (zigzag, follow) are not among them, as HMDB51 has classes Kinetics lacks.
+PRIMITIVES = {
+    **SYNTHETIC_ACTIONS,
+    "bounce": ("local", "one disc hops back and forth along a line, turning at one end"),
+    "breathe": ("relational", "both discs swing along the line joining them, in opposite phase"),
+}
+CORPUS_ACTIONS = ("pulse", "poke", "blink", "sway", "orbit", "shear", "side_by_side", "bounce",
+                  "breathe")
+CORPUS_SPEEDS = {"slow": (14, 20), "fast": (5, 8)}  # swing periods in frames; the target: (8, 14)
+CORPUS_SHAPES = ("disc", "square")  # the target set shows discs only
+
+
+def corpus_classes():
+    """The corpus's class table: name -> (primitive, swing period range, shape); 36 classes."""
+    return {f"{a}_{speed}_{shape}": (a, period, shape) for a in CORPUS_ACTIONS
+            for speed, period in CORPUS_SPEEDS.items() for shape in CORPUS_SHAPES}
 
 
 def _unit(angle):
@@ -73,7 +91,7 @@ def synthetic_layout(action, rng, num_frames, width, height, min_distance=0.35,
     keeps), so any frame size poses the same task; periods are in frames."""
     S = min(width, height)
     t = np.arange(num_frames, dtype=np.float32)
-    kind = SYNTHETIC_ACTIONS[action][0]
+    kind = PRIMITIVES[action][0]
 
     # Draw a configuration until it fits into the square. p: (2 discs, L, xy) centers, disc 0 is
     # the actor; r: (2, L) radii; alpha: (2, L) opacity.
@@ -86,9 +104,9 @@ def synthetic_layout(action, rng, num_frames, width, height, min_distance=0.35,
         A = rng.uniform(*amplitude) * S        # swing amplitude (nuisance: speed and extent)
         wave = np.sin(2 * math.pi * t / rng.uniform(*period) + rng.uniform(0, 2 * math.pi))
         swing = A * wave[:, None]              # (L, 1) signed offset along an axis
-        # Centers this far apart at rest keep them >= min_distance apart at every moment (only
-        # "poke" brings them closer, by A).
-        gap = (min_distance + rng.uniform(0, 0.08)) * S + (A if action == "poke" else 0)
+        # Centers this far apart at rest keep them >= min_distance apart at every moment ("poke"
+        # brings them closer by A, "breathe" by 2A).
+        gap = (min_distance + rng.uniform(0, 0.08)) * S + {"poke": A, "breathe": 2 * A}.get(action, 0)
         if action == "pulse":
             r[0] *= 1 + 0.35 * wave
         elif action == "blink":
@@ -97,14 +115,16 @@ def synthetic_layout(action, rng, num_frames, width, height, min_distance=0.35,
             turns = rng.choice([-1.0, 1.0]) * t / rng.uniform(period[0] + 2, period[1] + 2)
             angle = 2 * math.pi * turns + rng.uniform(0, 2 * math.pi)
             p[0] = 1.2 * A * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        elif action == "bounce":
+            p[0] = np.abs(swing) * n  # |A sin|: out and back along n, turning sharply at 0
         elif action == "zigzag":
             drift = rng.uniform(2.0, 3.0) * A * t / max(num_frames - 1, 1)
             p[0] = np.outer(drift, u) + swing * n
         else:  # relational: disc 1 rests at `gap` along u
-            axis = u if action in ("poke", "follow") else n
+            axis = u if action in ("poke", "follow", "breathe") else n
             p[0] = swing * axis
             p[1] = gap * u
-            if action == "shear":
+            if action in ("shear", "breathe"):
                 p[1] -= swing * axis  # opposite phase
             elif action in ("follow", "side_by_side"):
                 p[1] += swing * axis  # in step
@@ -130,9 +150,9 @@ def synthetic_layout(action, rng, num_frames, width, height, min_distance=0.35,
 
 
 def synthetic_video(action, rng, num_frames, width, height, noise=0.02, clutter=2, texture=0.03,
-                    **layout):
-    """Render one video of `action` -> uint8 (num_frames, height, width, 3); `layout` goes to
-    synthetic_layout."""
+                    shape="disc", **layout):
+    """Render one video of `action` -> uint8 (num_frames, height, width, 3) with two objects of
+    `shape` ("disc" or "square", side = diameter); `layout` goes to synthetic_layout."""
     p, r, alpha = synthetic_layout(action, rng, num_frames, width, height, **layout)
     S = min(width, height)
 
@@ -161,7 +181,8 @@ def synthetic_video(action, rng, num_frames, width, height, noise=0.02, clutter=
         img = bg.copy()
         for d in range(2):
             # Antialiased disc: coverage ramps over one pixel, so sub-pixel motion stays visible.
-            dist = np.sqrt((xx - p[d, f, 0]) ** 2 + (yy - p[d, f, 1]) ** 2)
+            dx, dy = np.abs(xx - p[d, f, 0]), np.abs(yy - p[d, f, 1])
+            dist = np.sqrt(dx ** 2 + dy ** 2) if shape == "disc" else np.maximum(dx, dy)
             cover = (np.clip(r[d, f] + 0.5 - dist, 0, 1) * alpha[d, f])[..., None]
             img = img * (1 - cover) + colours[d] * cover
         img += rng.standard_normal(img.shape, dtype=np.float32) * noise  # per-frame noise
@@ -235,32 +256,66 @@ def make_synthetic_hmdb51(root, num_classes=9, videos_per_class=150, num_frames=
     names = list(SYNTHETIC_ACTIONS)[:num_classes]
     if num_classes < 2 or len(names) < num_classes:
         raise ValueError(f"num_classes must be 2..{len(SYNTHETIC_ACTIONS)}, got {num_classes}")
-    if width % 2 or height % 2:
-        raise ValueError(f"width and height must be even (yuv420p), got {width}x{height}")
+    settings = {k: v for k, v in locals().items() if k not in ("root", "names")}
+    # Class index = position in SYNTHETIC_ACTIONS: a video's generator does not depend on which
+    # other classes are written.
+    classes = {a: (a, period, "disc", [seed, list(SYNTHETIC_ACTIONS).index(a)]) for a in names}
+    return _write_set(root, "tiny", classes, settings,
+                      {a: SYNTHETIC_ACTIONS[a] for a in names})
+
+
+def make_synthetic_kinetics(root, videos_per_class=60, num_frames=20, width=64, height=48, fps=30,
+                            noise=0.02, clutter=2, texture=0.03, min_distance=0.35,
+                            amplitude=(0.1, 0.15), radius=(0.09, 0.13), train_fraction=0.8,
+                            seed=0):
+    """Write the pretraining corpus, a synthetic "Kinetics", in the HMDB51 layout -> root.
+
+    The tiny preset's stand-in for Kinetics-400 (which the paper's models are pretrained on):
+    `corpus_classes()`, 36 classes = 9 primitives x 2 speeds x 2 shapes, from the same renderer
+    as the target set. 7 of the target's 9 classes have counterparts here (each split by speed
+    and shape, at speeds around the target's); zigzag and follow do not, but their parts do
+    (drift + swing; swings along the line joining the objects, in `breathe`). 60 videos per class
+    -> 1,728 train / 432 test videos (split 1 is the held-out split pretrain.py reports).
+    Same knobs as `make_synthetic_hmdb51`; each video has its own generator, seeded apart from
+    the target set's.
+    """
+    settings = {k: v for k, v in locals().items() if k != "root"}
+    table = corpus_classes()
+    classes = {name: (action, period, shape, [seed, 7, k])  # 7: a stream the target never uses
+               for k, (name, (action, period, shape)) in enumerate(table.items())}
+    return _write_set(root, "kinetics", classes, settings,
+                      {name: PRIMITIVES[a][0] + ", " + name.split("_")[-2] + ", " + shape
+                       for name, (a, _, shape) in table.items()})
+
+
+def _write_set(root, prefix, classes, settings, described):
+    """Videos of `classes` (name -> (primitive, period, shape, seed key)) + 3 splits -> root."""
+    if settings["width"] % 2 or settings["height"] % 2:
+        raise ValueError(f"width and height must be even (yuv420p), got "
+                         f"{settings['width']}x{settings['height']}")
+    render = {k: settings[k] for k in ("noise", "clutter", "texture")}
+    layout = {k: settings[k] for k in ("min_distance", "amplitude", "radius")}
     os.makedirs(root, exist_ok=True)
     names_by_class = {}
-    for action in sorted(names):
-        os.makedirs(os.path.join(root, action), exist_ok=True)
-        names_by_class[action] = []
-        for v in range(videos_per_class):
+    for name in sorted(classes):
+        action, period, shape, key = classes[name]
+        os.makedirs(os.path.join(root, name), exist_ok=True)
+        names_by_class[name] = []
+        for v in range(settings["videos_per_class"]):
             # One generator per video: a video does not change when other sizes change.
-            rng = np.random.default_rng([seed, names.index(action), v])
-            frames = synthetic_video(action, rng, num_frames, width, height, noise, clutter,
-                                     texture, min_distance=min_distance, amplitude=amplitude,
-                                     period=period, radius=radius)
-            name = f"tiny_{action}_v{v:03d}.avi"
-            write_video(os.path.join(root, action, name), frames, fps=fps)
-            names_by_class[action].append(name)
-    _write_splits(os.path.join(root, SPLIT_DIRNAME), names_by_class, seed, train_fraction)
-    settings = dict(num_classes=num_classes, videos_per_class=videos_per_class,
-                    num_frames=num_frames, width=width, height=height, fps=fps, noise=noise,
-                    clutter=clutter, texture=texture, min_distance=min_distance,
-                    amplitude=amplitude, period=period, radius=radius,
-                    train_fraction=train_fraction, seed=seed)
-    # Written last: its presence means the set is complete (ensure_synthetic_hmdb51 relies on it).
+            rng = np.random.default_rng(key + [v])
+            frames = synthetic_video(action, rng, settings["num_frames"], settings["width"],
+                                     settings["height"], shape=shape, period=period,
+                                     **render, **layout)
+            video = f"{prefix}_{name}_v{v:03d}.avi"
+            write_video(os.path.join(root, name, video), frames, fps=settings["fps"])
+            names_by_class[name].append(video)
+    _write_splits(os.path.join(root, SPLIT_DIRNAME), names_by_class, settings["seed"],
+                  settings["train_fraction"])
+    # Written last: its presence means the set is complete (ensure_synthetic relies on it).
     with open(os.path.join(root, SYNTHETIC_INFO), "w") as f:
-        json.dump({"settings": _jsonable(settings),
-                   "classes": {a: SYNTHETIC_ACTIONS[a] for a in names}}, f, indent=1)
+        json.dump({"settings": _jsonable({"set": prefix, **settings}), "classes": described}, f,
+                  indent=1)
     return root
 
 
@@ -278,19 +333,28 @@ def ensure_synthetic_hmdb51(root, **settings):
     The settings (defaults filled in) are compared with the SYNTHETIC_INFO file the generator
     writes last, so an interrupted or differently made set is rewritten. Only what the generator
     makes is removed; a folder holding anything else is refused."""
-    bound = inspect.signature(make_synthetic_hmdb51).bind(root, **settings)
+    return _ensure(make_synthetic_hmdb51, "tiny", set(SYNTHETIC_ACTIONS), root, settings)
+
+
+def ensure_synthetic_kinetics(root, **settings):
+    """make_synthetic_kinetics(root, **settings) unless `root` already holds that corpus -> root."""
+    return _ensure(make_synthetic_kinetics, "kinetics", set(corpus_classes()), root, settings)
+
+
+def _ensure(make, prefix, class_names, root, settings):
+    bound = inspect.signature(make).bind(root, **settings)
     bound.apply_defaults()
-    wanted = _jsonable({k: v for k, v in bound.arguments.items() if k != "root"})
+    wanted = _jsonable({"set": prefix, **{k: v for k, v in bound.arguments.items() if k != "root"}})
     info = os.path.join(root, SYNTHETIC_INFO)
     if os.path.isfile(info):
         with open(info) as f:
             if json.load(f).get("settings") == wanted:
                 return root
     if os.path.isdir(root):
-        ours = set(SYNTHETIC_ACTIONS) | {SPLIT_DIRNAME, SYNTHETIC_INFO}
+        ours = class_names | {SPLIT_DIRNAME, SYNTHETIC_INFO}
         foreign = sorted(set(os.listdir(root)) - ours)
         if foreign:
-            raise FileExistsError(f"{root} is not a synthetic HMDB51 folder (it holds "
+            raise FileExistsError(f"{root} is not a synthetic dataset folder (it holds "
                                   f"{foreign[:3]}); choose another folder for the synthetic set")
         for name in os.listdir(root):
             path = os.path.join(root, name)
@@ -298,7 +362,7 @@ def ensure_synthetic_hmdb51(root, **settings):
                 shutil.rmtree(path)
             else:
                 os.remove(path)
-    return make_synthetic_hmdb51(root, **settings)
+    return make(root, **settings)
 
 
 def main(argv=None):

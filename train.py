@@ -4,9 +4,10 @@ Reading guide
 -------------
 Read top to bottom: arguments -> data -> teachers -> one training step -> evaluation -> main.
 
-    stage 1  teachers    each teacher (ViT: MViTv2, CNN: X3D-M) is fine-tuned on the training
-                         split with cross-entropy, or loaded from --vit/--cnn-teacher-ckpt; then
-                         frozen (`frozen`, the one place teachers are handled).
+    stage 1  teachers    each teacher (ViT: MViTv2, CNN: X3D-M) starts from Kinetics-400 weights
+                         (tiny preset: the zoo in weights/, pretrain.py) or from scratch
+                         (--teacher-init), is fine-tuned on the training split with
+                         cross-entropy (or loaded: --vit/--cnn-teacher-ckpt), then frozen.
     stage 2  student_ce  the student trained with cross-entropy only: the baseline that shows
                          what distillation adds (--skip-student-ce skips it).
     stage 3  student     the paper's objective (Paper: DATW + SDD + RKD on top of CE):
@@ -24,8 +25,7 @@ initial weights and see the same batches and augmentations (a paired comparison)
 The epochs of a stage (`plumbing.fit`), seeding, resume, the teacher cache and the report files
 are plumbing.py: every epoch starts from an RNG state seeded by (seed, stage, epoch), so --resume
 (from the checkpoint written after every epoch) ends with the same numbers as a run never stopped.
-Multi-GPU / multi-node: `torchrun --nproc_per_node=N train.py ...` (DistributedDataParallel; the
-student and its training-only SDD head are one wrapped module; rank 0 writes every file).
+Multi-GPU: `torchrun --nproc_per_node=N train.py ...` (DDP wraps student + SDD head; rank 0 writes).
 """
 import argparse
 import json
@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from torch.utils.data import Subset
 from tqdm import tqdm
 
-import data
 import models
 import plumbing
 from checkpoints import load_state
@@ -74,15 +73,20 @@ def get_args_parser():
     g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
     g = p.add_argument_group("models")
     g.add_argument("--preset", default="tiny", help=f"one of {sorted(models.PRESETS)}")
-    g.add_argument("--pretrained", action="store_true",
-                   help="start every model from its Kinetics-400 weights (needs network or cache)")
+    g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "scratch"],
+                   help="teachers start from Kinetics-400 weights (tiny: the zoo in weights/) or random")
+    g.add_argument("--student-init", default="pretrained", choices=["pretrained", "scratch"], help="as above")
     g.add_argument("--vit-teacher-ckpt", default=None, help="fine-tuned ViT teacher state dict")
     g.add_argument("--cnn-teacher-ckpt", default=None, help="fine-tuned CNN teacher state dict")
     g.add_argument("--cache-dir", default="runs/teacher_cache", help="where trained teachers are kept")
     g = p.add_argument_group("optimization (AdamW, linear warm-up then cosine decay per step)")
     g.add_argument("--epochs", type=int, default=10, help="student epochs (both student stages)")
-    g.add_argument("--teacher-epochs", type=int, default=12, help="CNN teacher fine-tuning epochs")
-    g.add_argument("--vit-teacher-epochs", type=int, default=30, help="ViT teacher epochs (ViTs need more)")
+    g.add_argument("--teacher-epochs", type=int, default=None,
+                   help="CNN teacher epochs (default: {} to fine-tune, {} from scratch)".format(
+                       plumbing.TEACHER_EPOCHS["pretrained"][0], plumbing.TEACHER_EPOCHS["scratch"][0]))
+    g.add_argument("--vit-teacher-epochs", type=int, default=None,
+                   help="ViT teacher epochs (default: {} to fine-tune, {} from scratch)".format(
+                       plumbing.TEACHER_EPOCHS["pretrained"][1], plumbing.TEACHER_EPOCHS["scratch"][1]))
     g.add_argument("--vit-teacher-lr", type=float, default=1e-3, help="ViT teacher peak learning rate")
     g.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
     g.add_argument("--lr", type=float, default=2e-3, help="student peak learning rate")
@@ -260,7 +264,7 @@ def get_teacher(role, name, ckpt, args, loaders, num_classes, root):
     trained now (and cached, keyed by everything that changes it)."""
     spec = models.input_spec(name)
     seed_everything(args.seed, role, "init")  # the teacher's initial weights follow --seed
-    model = models.build_model(name, num_classes, pretrained=args.pretrained and not ckpt)
+    model = models.build_model(name, num_classes, pretrained=args.teacher_init == "pretrained" and not ckpt)
     if ckpt:  # fine-tuned elsewhere: evaluate once so the report has its accuracy
         model = frozen(load_state(model, ckpt, f"--{role}-teacher-ckpt").to(args.device))
         r = evaluate(model, loaders["eval"], spec, args, plumbing.dry_run_steps(args), desc=f"eval {role}")
@@ -269,7 +273,7 @@ def get_teacher(role, name, ckpt, args, loaders, num_classes, root):
     if cache.load(model):
         return Teacher(FeatureTap(frozen(model.to(args.device))), spec), cache.metrics
     model.to(args.device)
-    epochs = args.vit_teacher_epochs if role == "vit" and args.vit_teacher_epochs else args.teacher_epochs
+    epochs = args.vit_teacher_epochs if role == "vit" else args.teacher_epochs
     lr = args.vit_teacher_lr if role == "vit" else args.teacher_lr
     metrics = plumbing.fit(f"teacher_{role}", model, loaders, args, spec, epochs, lr, train_one_epoch,
                            evaluate, ckpt_path=os.path.join(args.out, f"ckpt_teacher_{role}.pt"))
@@ -283,9 +287,7 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.preset not in models.PRESETS:
         raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
-    if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
-        for k in ("epochs", "teacher_epochs", "vit_teacher_epochs"):
-            setattr(args, k, min(getattr(args, k), 2))
+    plumbing.resolve_epochs(args)  # the init-dependent defaults; --dry-run clamps them to 2
     args.device = plumbing.setup_distributed(args.device)
     preset, t_start = models.PRESETS[args.preset], time.time()
     if is_main():  # one line on the terminal; the full resolved configuration goes to the file
@@ -296,11 +298,7 @@ def main(argv=None):
             f"configuration in {os.path.join(args.out, 'config.json')}")
     train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
     if args.check:  # list unreadable / too-short videos of both splits, then stop
-        problems = data.check(train_set) + data.check(eval_set)
-        for path, problem in problems:
-            log(f"{path}: {problem}")
-        log(f"--check: {len(problems)} problem videos in {len(train_set) + len(eval_set)}")
-        return {"problems": problems}
+        return {"problems": plumbing.check_videos(train_set, eval_set)}
     classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
     loaders = {"train_set": train_set, "eval": plumbing.eval_loader(eval_set, args)}
     log(f"data: {len(train_set)} training videos, {len(eval_set)} evaluation videos, {len(classes)} classes")
@@ -315,14 +313,14 @@ def main(argv=None):
     spec_s = models.input_spec(preset["student"])
     if not args.skip_student_ce:
         seed_everything(args.seed, "student", "init")
-        student_ce = models.build_model(preset["student"], len(classes), pretrained=args.pretrained)
+        student_ce = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
         metrics["student_ce"] = plumbing.fit("student_ce", student_ce.to(args.device), loaders, args, spec_s,
                                              args.epochs, args.lr, train_one_epoch, evaluate,
                                              ckpt_path=os.path.join(args.out, "ckpt_student_ce.pt"))
 
     # stage 3: distillation -- the same student initialization, plus the training-only SDD head
     seed_everything(args.seed, "student", "init")
-    student = models.build_model(preset["student"], len(classes), pretrained=args.pretrained)
+    student = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
     net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
     metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
                                       train_one_epoch, evaluate, teachers=teachers, eval_model=student,

@@ -5,6 +5,7 @@ import urllib.error
 import pytest
 import torch
 
+import checkpoints
 import models
 from features import tap_points
 from helpers import randomize_
@@ -54,6 +55,9 @@ def test_impossible_download_names_the_url_and_the_local_file_alternative(name, 
     assert url_part in msg and "pretrained='path/to/" in msg and "URLError" in msg
 
 
-def test_tiny_models_have_no_published_weights():
-    with pytest.raises(ValueError, match="no published weights"):
+def test_tiny_models_have_no_published_weights(tmp_path, monkeypatch):
+    # pretrained=True reads the repo's own zoo for them; without it, the error says what to do.
+    monkeypatch.setattr(checkpoints, "ZOO_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="no published weights") as err:
         models.build_model("x3d_s_tiny", 9, pretrained=True)
+    assert "python pretrain.py" in str(err.value) and "--teacher-init scratch" in str(err.value)

@@ -104,3 +104,49 @@ def test_demo_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "split 1: 18 train / 9 test videos" in out and "(3, 8, 32, 32)" in out
     assert "views (6, 3, 8, 32, 32)" in out
+
+
+def test_kinetics_corpus_has_36_classes_in_the_hmdb51_layout_and_is_deterministic(tmp_path):
+    a = synthetic.make_synthetic_kinetics(str(tmp_path / "a"), videos_per_class=5)
+    b = synthetic.make_synthetic_kinetics(str(tmp_path / "b"), videos_per_class=2)
+    classes, train = data.read_split(os.path.join(a, data.SPLIT_DIRNAME), 1, "train")
+    _, test = data.read_split(os.path.join(a, data.SPLIT_DIRNAME), 1, "test")
+    assert classes == sorted(synthetic.corpus_classes()) and len(classes) == 36
+    assert (len(train), len(test)) == (36 * 4, 36 * 1)  # 80 / 20 per class
+    rel = os.path.join("breathe_fast_square", "kinetics_breathe_fast_square_v001.avi")
+    assert torch.equal(decode.decode_frames(os.path.join(a, rel), range(20)),
+                       decode.decode_frames(os.path.join(b, rel), range(20)))
+    # Its videos are not the target set's: another generator stream and other class names.
+    assert not set(classes) & set(synthetic.SYNTHETIC_ACTIONS)
+
+
+def test_corpus_relates_to_the_target_set_as_kinetics_to_hmdb51():
+    corpus_primitives = {a for a, _, _ in synthetic.corpus_classes().values()}
+    target = set(synthetic.SYNTHETIC_ACTIONS)
+    assert target - corpus_primitives == {"zigzag", "follow"}  # classes the corpus lacks
+    assert corpus_primitives - target == {"bounce", "breathe"}  # and primitives of its own
+    # Its speeds bracket the target's swing periods (8-14 frames) without containing them.
+    slow, fast = synthetic.CORPUS_SPEEDS["slow"], synthetic.CORPUS_SPEEDS["fast"]
+    assert fast[1] <= 8 and slow[0] >= 14
+
+
+@pytest.mark.parametrize("action", ["bounce", "breathe"])
+def test_corpus_primitives_move_as_described(action):
+    rng = np.random.default_rng(0)
+    p, r, alpha = synthetic.synthetic_layout(action, rng, 40, 64, 48, period=(8, 8))
+    gap = np.linalg.norm(p[0] - p[1], axis=1)  # (L,) distance between the objects
+    if action == "breathe":  # opposite phase along the line joining them: the gap swings by 4A
+        assert gap.max() - gap.min() > 0.2 * 48
+    else:  # one object hops back and forth on a straight segment; the other stays still
+        mover = int(np.ptp(p[1], axis=0).sum() > np.ptp(p[0], axis=0).sum())
+        path = p[mover] - p[mover].mean(axis=0)  # (L, 2)
+        sv = np.linalg.svd(path, compute_uv=False)
+        assert sv[0] > 1 and sv[1] < 1e-3 * sv[0]
+        assert np.ptp(p[1 - mover], axis=0).max() < 1e-4
+
+
+def test_squares_cover_more_pixels_than_discs_of_the_same_layout():
+    frames = {shape: synthetic.synthetic_video("pulse", np.random.default_rng(3), 4, 64, 48, noise=0,
+                                               shape=shape)
+              for shape in ("disc", "square")}
+    assert not np.array_equal(frames["disc"], frames["square"])
