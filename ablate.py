@@ -17,6 +17,8 @@ file) and the per-seed numbers into `results/ablation.csv` beside RESULTS.md.
     datw_sdd     --weighting datw --gamma 0                Paper: DATW + SDD (residual target)
     full         --weighting datw                          Paper: DATW + SDD + RKD, the method
     full_direct  --weighting datw --sdd-target vit         the method, SDD mimicking the ViT feature
+    full_teachers_scratch  --teacher-init scratch          the method with teachers that know only
+                                                           the target split (their own teachers)
 
 How the rows share work (and why the comparison is fair):
 - Teachers are trained once per seed: train.py caches a trained teacher under --cache-dir keyed
@@ -78,13 +80,18 @@ ROWS = {
     "full": ("DATW + SDD + RKD (full method)", ["--weighting", "datw", "--sdd-target", "residual"]),
     "full_direct": ("full method, SDD predicts the ViT feature (direct mimicry)",
                     ["--weighting", "datw", "--sdd-target", "vit"]),
+    # The benchmark's own lesson: the same method with teachers that know only the target split.
+    "full_teachers_scratch": ("full method, teachers trained from scratch on the target split",
+                              ["--weighting", "datw", "--sdd-target", "residual", "--teacher-init", "scratch"]),
 }
 DISTILL_ROWS = [r for r in ROWS if r != "ce"]
+OWN_TEACHERS = {"full_teachers_scratch": "scratch"}  # rows whose teachers are not the shared ones
 CE_FALLBACK_ROW = "datw"  # recipe of the ce/seed<k> folder when no other row can carry student_ce
 # (A, B, what the comparison tests): each becomes two lines of the claims table.
 CLAIMS = [("full", "ce", "full method vs CE only"),
           ("datw", "uniform", "DATW vs uniform teacher weights"),
-          ("full", "full_direct", "SDD: residual vs direct ViT-feature mimicry")]
+          ("full", "full_direct", "SDD: residual vs direct ViT-feature mimicry"),
+          ("full", "full_teachers_scratch", "pretrained vs from-scratch teachers")]
 METRICS = ("clip_acc@1", "video_acc@1", "best_clip_acc@1")
 # train.py flags that ablate.py sets itself: passing them after `--` would be overridden.
 OWNED = ("seed", "out", "resume", "val_fraction", "skip_student_ce", "weighting", "sdd_target")
@@ -218,7 +225,7 @@ def collect(seeds, out, passthrough, val, selected):
     # Teachers must be shared within a seed (the cache at work); say so loudly if not.
     for seed in seeds:
         seen = {json.dumps({k: v for k, v in r[seed].items() if "teacher" in k})
-                for r in table.values() if seed in r}
+                for row, r in table.items() if seed in r and row not in OWN_TEACHERS}
         if len(seen) > 1:
             warnings.append(f"seed {seed}: rows report different teacher accuracies, so the "
                             f"teachers were not shared (check --cache-dir and the flags after --)")
@@ -287,9 +294,12 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
     rows = [[r, ROWS[r][0], *(fmt(column(r, k)) for k in METRICS), f"{len(table[r])}/{len(args.seeds)}"]
             for r in ROWS if table[r]]
     # Teachers: one value per seed (every row of a seed shares them), from any row that has it.
-    per_seed = {s: v for r in ROWS for s, v in table[r].items()}
+    per_seed = {s: v for r in ROWS if r not in OWN_TEACHERS for s, v in table[r].items()}
     teacher_rows = [[t, *(fmt([v[f"{t}_{k}"] for v in per_seed.values()]) for k in METRICS),
                      len(per_seed)] for t in ("vit_teacher", "cnn_teacher")]
+    teacher_rows += [[f"{t} ({how}, row {r})", *(fmt(column(r, f"{t}_{k}")) for k in METRICS),
+                      len(table[r])] for r, how in OWN_TEACHERS.items() if table[r]
+                     for t in ("vit_teacher", "cnn_teacher")]
 
     def num(x, f="{:.1f}"):
         return "-" if math.isnan(x) else ("inf" if math.isinf(x) else f.format(x))

@@ -73,9 +73,10 @@ def recipe(name, quick=False):
         model = models.build_model(name, len(synthetic.corpus_classes()))
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     arch = hashlib.sha256(json.dumps(shapes, sort_keys=True).encode()).hexdigest()[:16]
-    return {"version": PRETRAIN_RECIPE_VERSION, "model": name, "architecture": arch,
-            "corpus": corpus, "clip": models.PRESETS["tiny"]["clip"], "epochs": 1 if quick else epochs,
-            "lr": lr, **COMMON, "steps_per_epoch": plumbing.DRY_RUN_STEPS if quick else "all"}
+    r = {"version": PRETRAIN_RECIPE_VERSION, "model": name, "architecture": arch,
+         "corpus": corpus, "clip": models.PRESETS["tiny"]["clip"], "epochs": 1 if quick else epochs,
+         "lr": lr, **COMMON, "steps_per_epoch": plumbing.DRY_RUN_STEPS if quick else "all"}
+    return json.loads(json.dumps(r))  # as the .json file holds it (tuples become lists)
 
 
 def synthetic_defaults():

@@ -189,3 +189,15 @@ def test_same_seed_trains_identical_teachers(tmp_path, data_root):
         a = torch.load(tmp_path / "cache_a" / f, weights_only=False)["model"]
         b = torch.load(tmp_path / "cache_b" / f, weights_only=False)["model"]
         assert all(torch.equal(a[k], b[k]) for k in a), f
+
+
+def test_from_scratch_setting_stays_reachable_and_trains_other_teachers(tmp_path, data_root, dry):
+    res = run(tmp_path, data_root, "--dry-run", "--epochs", "1", "--teacher-epochs", "1",
+              "--teacher-init", "scratch", "--student-init", "scratch")
+    assert res["config"]["teacher_init"] == res["config"]["student_init"] == "scratch"
+    # Another teacher recipe, another cache entry: the pretrained run's teachers are not reused.
+    key_pre, _ = plumbing.teacher_cache_key(train.get_args_parser().parse_args([]), "vit", "m", ".", 10)
+    key_scr, _ = plumbing.teacher_cache_key(
+        train.get_args_parser().parse_args(["--teacher-init", "scratch"]), "vit", "m", ".", 10)
+    assert key_pre != key_scr
+    assert set(res["models"]) == {"vit_teacher", "cnn_teacher", "student", "student_ce"}
