@@ -39,22 +39,26 @@ def naive_angle_loss(s, t):
     return total / B ** 3
 
 
+@pytest.mark.E9
 def test_distance_loss_equals_naive_loop_with_different_widths():
     s, t = torch.randn(7, 5, dtype=torch.float64), torch.randn(7, 11, dtype=torch.float64)
     assert rkd_distance_loss(s, t).item() == pytest.approx(naive_distance_loss(s, t), rel=1e-5)
 
 
+@pytest.mark.E10
 def test_angle_loss_equals_naive_loop_with_different_widths():
     s, t = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 9, dtype=torch.float64)
     assert rkd_angle_loss(s, t).item() == pytest.approx(naive_angle_loss(s, t), rel=1e-5)
 
 
+@pytest.mark.E10
 def test_angle_loss_equals_naive_loop_with_duplicate_rows():
     s, t = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64)
     s[3], t[1] = s[0], t[4]  # degenerate triplets on each side
     assert rkd_angle_loss(s, t).item() == pytest.approx(naive_angle_loss(s, t), rel=1e-5, abs=1e-7)
 
 
+@pytest.mark.E9
 def test_mu_equals_official_mean_of_positive_distances():
     # Official code: mean_td = t_d[t_d > 0].mean(); ours: sum over i != j / (B (B - 1)).
     f = torch.randn(9, 4)
@@ -70,6 +74,7 @@ def test_smooth_l1_equals_torch_smooth_l1_with_beta_1():
     assert torch.allclose(ours, F.smooth_l1_loss(x, y, reduction="mean", beta=1.0))
 
 
+@pytest.mark.E9
 def test_distance_loss_unchanged_when_either_embedding_is_scaled():
     s, t = torch.randn(8, 6), torch.randn(8, 10)
     base = rkd_distance_loss(s, t)
@@ -77,6 +82,7 @@ def test_distance_loss_unchanged_when_either_embedding_is_scaled():
     assert torch.allclose(rkd_distance_loss(s, 0.01 * t), base, atol=1e-6)
 
 
+@pytest.mark.E10
 def test_angle_loss_unchanged_under_translation_and_scaling():
     s, t = torch.randn(8, 6), torch.randn(8, 10)
     base = rkd_angle_loss(s, t)
@@ -84,6 +90,7 @@ def test_angle_loss_unchanged_under_translation_and_scaling():
     assert torch.allclose(rkd_angle_loss(s, 0.5 * t - torch.randn(10)), base, atol=1e-6)
 
 
+@pytest.mark.E10
 def test_losses_zero_when_student_equals_teacher_up_to_scale():
     t = torch.randn(8, 6)
     assert rkd_distance_loss(4.0 * t, t).item() < 1e-10
@@ -94,6 +101,21 @@ def test_losses_zero_when_student_equals_teacher_up_to_scale():
     assert rkd_loss(s, t).item() < 1e-8
 
 
+@pytest.mark.E9
+@pytest.mark.parametrize("duplicate_in", ["both", "student_only"])
+def test_distance_loss_gradients_finite_with_duplicate_samples(duplicate_in):
+    # The distance term alone (exercise E9 comes before the angle term): sqrt at distance 0.
+    t, s = torch.randn(6, 10), torch.randn(6, 4)
+    s[4] = s[1]
+    if duplicate_in == "both":
+        t[4] = t[1]
+    s.requires_grad_(True)
+    loss = rkd_distance_loss(s, t)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(s.grad).all() and s.grad.abs().sum() > 0
+
+
+@pytest.mark.E10
 @pytest.mark.parametrize("duplicate_in", ["both", "student_only"])
 def test_gradients_finite_with_duplicate_samples(duplicate_in):
     t = torch.randn(6, 10)
@@ -109,6 +131,7 @@ def test_gradients_finite_with_duplicate_samples(duplicate_in):
         assert s.grad.abs().max() < 1e3  # consistent duplicates give ordinary gradients
 
 
+@pytest.mark.E10
 def test_teacher_receives_no_gradient_and_student_does():
     s, t = torch.randn(5, 3, requires_grad=True), torch.randn(5, 7, requires_grad=True)
     rkd_loss(s, t).backward()
@@ -116,6 +139,7 @@ def test_teacher_receives_no_gradient_and_student_does():
     assert s.grad is not None and s.grad.abs().sum() > 0
 
 
+@pytest.mark.E10
 def test_rkd_loss_is_weighted_sum_and_angle_term_can_be_off():
     s, t = torch.randn(6, 3), torch.randn(6, 5)
     l_d, l_a = rkd_distance_loss(s, t), rkd_angle_loss(s, t)
@@ -124,6 +148,7 @@ def test_rkd_loss_is_weighted_sum_and_angle_term_can_be_off():
     assert torch.allclose(rkd_loss(s, t, w_d=1.0, w_a=2.0), l_d + 2.0 * l_a)
 
 
+@pytest.mark.E10
 def test_losses_in_float32_under_autocast():
     s, t = torch.randn(6, 8).bfloat16(), torch.randn(6, 8).bfloat16()
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -132,6 +157,7 @@ def test_losses_in_float32_under_autocast():
     assert torch.allclose(l_d, rkd_distance_loss(s.float(), t.float()))
 
 
+@pytest.mark.E9
 def test_maps_are_flattened_and_bad_batches_rejected():
     s, t = torch.randn(4, 2, 3), torch.randn(4, 6)
     assert torch.allclose(rkd_distance_loss(s, t), rkd_distance_loss(s.reshape(4, 6), t))

@@ -27,6 +27,7 @@ def maps(name, B=2, requires_grad=False):
     return [torch.randn(B, *shape, requires_grad=requires_grad) for shape in MAP_SHAPES[name]]
 
 
+@pytest.mark.E8
 @pytest.mark.parametrize("name", list(MAP_SHAPES))
 @pytest.mark.parametrize("width", [None, 32])
 def test_shapes_for_every_preset_map_size(name, width):
@@ -38,6 +39,7 @@ def test_shapes_for_every_preset_map_size(name, width):
     assert torch.isfinite(sdd_loss(pred, target))
 
 
+@pytest.mark.E8
 def test_target_carries_no_gradient_and_teachers_get_none():
     f_s, f_vit, f_cnn = maps("tiny", requires_grad=True)
     head = SDDHead(24, 64, 48)
@@ -49,6 +51,7 @@ def test_target_carries_no_gradient_and_teachers_get_none():
     assert f_vit.grad is None and f_cnn.grad is None
 
 
+@pytest.mark.E8
 def test_branch_receives_gradients_and_passes_them_into_the_student_map():
     f_s, f_vit, f_cnn = maps("tiny")
     student_layer = nn.Conv3d(24, 24, 3, padding=1)  # stands in for the student's last stage
@@ -77,6 +80,7 @@ def naive_non_local(nl, x):
     return z
 
 
+@pytest.mark.E7
 def test_non_local_block_equals_naive_per_position_loop():
     torch.manual_seed(1)
     nl = NonLocalBlock(4, 2).double()
@@ -84,6 +88,18 @@ def test_non_local_block_equals_naive_per_position_loop():
     assert torch.allclose(nl(x), naive_non_local(nl, x), atol=1e-10)
 
 
+@pytest.mark.E7
+def test_non_local_block_gives_every_position_context_from_the_whole_clip():
+    nl = NonLocalBlock(4, 2)
+    x = torch.randn(1, 4, 3, 2, 2)
+    moved = x.clone()
+    moved[0, :, 0, 0, 0] += 1.0  # change the clip at one position ...
+    with torch.no_grad():
+        changed = (nl(moved) - nl(x)).abs().sum(dim=1)  # (1, L, H, W)
+    assert (changed > 0).all()  # ... and the output moves at every position, near or far
+
+
+@pytest.mark.E8
 def test_branch_is_non_local_then_se_then_projection():
     sdb = StructureDiscrepancyBranch(8, 5)
     x = torch.randn(2, 8, 3, 2, 2)
@@ -92,6 +108,7 @@ def test_branch_is_non_local_then_se_then_projection():
     assert torch.allclose(sdb(x), sdb.proj(z * gate[:, :, None, None, None]), atol=1e-6)
 
 
+@pytest.mark.E8
 def test_phi_has_no_trainable_parameters_and_training_cannot_move_the_target():
     f_s, f_vit, f_cnn = maps("tiny")
     head = SDDHead(24, 64, 48)
@@ -105,6 +122,7 @@ def test_phi_has_no_trainable_parameters_and_training_cannot_move_the_target():
     assert target_before.pow(2).mean() > 1.0
 
 
+@pytest.mark.E6
 def test_phi_brings_teachers_to_a_common_scale_and_is_deterministic():
     f = torch.randn(2, 64, 4, 4, 4)
     phi = Phi(64, 24, seed=3)
@@ -120,6 +138,7 @@ def test_phi_brings_teachers_to_a_common_scale_and_is_deterministic():
     assert torch.allclose(wide.t() @ wide, torch.eye(16), atol=1e-5)
 
 
+@pytest.mark.E6
 def test_phi_equals_pool_then_projection_then_layernorm():
     f = torch.randn(2, 12, 6, 5, 5)
     phi = Phi(12, 12)
@@ -130,6 +149,24 @@ def test_phi_equals_pool_then_projection_then_layernorm():
     assert torch.allclose(phi(f, (3, 2, 2)), ref, atol=1e-5)
 
 
+@pytest.mark.E6
+def test_residual_target_is_phi_vit_minus_phi_cnn_and_carries_no_gradient():
+    _, f_vit, f_cnn = maps("tiny", requires_grad=True)
+    phi_vit, phi_cnn, grid = Phi(64, 24, seed=0), Phi(48, 24, seed=1), (8, 2, 2)
+    f_res = residual_target(f_vit, f_cnn, phi_vit, phi_cnn, grid)
+    assert f_res.shape == (2, 24, 8, 2, 2) and not f_res.requires_grad
+    with torch.no_grad():
+        assert torch.allclose(f_res, phi_vit(f_vit, grid) - phi_cnn(f_cnn, grid))
+
+
+@pytest.mark.E6
+def test_phi_is_a_fixed_buffer_that_no_optimizer_sees():
+    phi = Phi(64, 24)
+    assert list(phi.parameters()) == []
+    assert set(phi.state_dict()) == {"P"} and phi.P.shape == (24, 64)  # saved with the head
+
+
+@pytest.mark.E8
 def test_residual_and_vit_targets():
     f_s, f_vit, f_cnn = maps("tiny")
     head = SDDHead(24, 64, 48)
@@ -141,6 +178,7 @@ def test_residual_and_vit_targets():
     assert torch.equal(mimic(f_s, f_vit, None)[1], mimic.phi_vit(f_vit, grid))  # no CNN needed
 
 
+@pytest.mark.E8
 def test_sdd_loss_is_mean_squared_error_over_all_elements():
     pred, target = torch.randn(2, 5, 3, 2, 2), torch.randn(2, 5, 3, 2, 2)
     hand = sum(float(v) ** 2 for v in (pred - target).flatten()) / pred.numel()
@@ -148,6 +186,14 @@ def test_sdd_loss_is_mean_squared_error_over_all_elements():
     assert torch.allclose(sdd_loss(pred, target), F.mse_loss(pred, target, reduction="mean"))
 
 
+@pytest.mark.E8
+def test_sdd_loss_sends_no_gradient_into_its_target():
+    pred, target = (torch.randn(2, 5, 3, 2, 2, requires_grad=True) for _ in range(2))
+    sdd_loss(pred, target).backward()
+    assert target.grad is None and pred.grad.abs().sum() > 0
+
+
+@pytest.mark.E8
 def test_float32_under_autocast():
     f_s, f_vit, f_cnn = (f.bfloat16() for f in maps("tiny"))
     head = SDDHead(24, 64, 48).bfloat16()
@@ -157,6 +203,7 @@ def test_float32_under_autocast():
     assert target.dtype == loss.dtype == torch.float32 and torch.isfinite(loss)
 
 
+@pytest.mark.E8
 def test_exported_student_contains_no_branch_or_phi_weights():
     class TinyStudent(nn.Module):  # a plain student: logits only, as models.py builds them
         def __init__(self):
@@ -183,6 +230,7 @@ def test_exported_student_contains_no_branch_or_phi_weights():
     TinyStudent().load_state_dict(exported, strict=True)  # loads into a bare student
 
 
+@pytest.mark.E8
 def test_errors_name_the_mismatch():
     with pytest.raises(ValueError, match="target must be"):
         SDDHead(24, 64, 48, target="cnn")

@@ -1,0 +1,134 @@
+"""The student's side: `start` writes the work folder, `check` tests it, `run` runs a command
+with it.
+
+The work folder (my_exercises/ by default, ignored by git) holds the student's copies of the
+files with targets, side by side under their own names (datw.py, sdd.py, rkd.py, reading.py,
+...), and started.toml, the list of exercises they were started for.
+"""
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+from . import sandbox
+from .manifest import PROJECT
+from .skeleton import variant
+
+WORK_DIR = PROJECT / "my_exercises"
+STARTED = "started.toml"
+
+
+class StudentError(Exception):
+    """Something the student can fix; the message says what."""
+
+
+def start(manifest, ids, work_dir=WORK_DIR):
+    """Write the skeletons of the chosen exercises (all by default) into a new work folder."""
+    work_dir = Path(work_dir)
+    if work_dir.exists():
+        raise StudentError(f"{work_dir} already exists, and start never overwrites your work. "
+                           "Keep going with `python -m exercises check`, or start afresh in "
+                           "another folder: python -m exercises start --dir <new folder>.")
+    chosen = manifest.select(ids)
+    files = variant(manifest, stripped=chosen)
+    work_dir.mkdir(parents=True)
+    for path in dict.fromkeys(p for ex in chosen for p in ex.paths):
+        ids_here = ", ".join(ex.id for ex in chosen if path in ex.paths)
+        header = (f"# Your copy of {path} for {ids_here}, written by `python -m exercises start`.\n"
+                  "# Write each body that raises NotImplementedError, then: python -m exercises check\n")
+        (work_dir / Path(path).name).write_text(header + files[path])
+    ids_toml = ", ".join(f'"{ex.id}"' for ex in chosen)
+    (work_dir / STARTED).write_text(f"# Written by python -m exercises start; check reads it.\n"
+                                    f"exercises = [{ids_toml}]\n")
+    print(f"Started {', '.join(ex.id for ex in chosen)} in {work_dir}/:")
+    for ex in chosen:
+        files_here = ", ".join(Path(p).name for p in ex.paths)
+        print(f"  {ex.id:4s} {ex.minutes:3d} min  {ex.title}  ({files_here})")
+    print("Read EXERCISES.md first; test your work with: python -m exercises check "
+          f"{chosen[0].id}")
+
+
+def started(manifest, work_dir):
+    """The exercises this work folder was started for."""
+    record = Path(work_dir) / STARTED
+    if not record.exists():
+        raise StudentError(f"no {record}: start the exercises first with `python -m exercises "
+                           "start` (or pass the folder you started them in with --dir).")
+    with open(record, "rb") as f:
+        return manifest.select(tomllib.load(f)["exercises"])
+
+
+def student_files(manifest, work_dir):
+    """{project path: the student's copy} for each file the work folder has."""
+    return {path: Path(work_dir) / Path(path).name for path in manifest.paths
+            if (Path(work_dir) / Path(path).name).exists()}
+
+
+def _copy_with_student_files(manifest, work_dir, tmp):
+    copy = sandbox.copy_project(Path(tmp) / "project", leave_out=[work_dir])
+    mine = student_files(manifest, work_dir)
+    sandbox.write_files(copy, {path: own.read_text() for path, own in mine.items()})
+    return copy, mine
+
+
+def check(manifest, ids, work_dir=WORK_DIR, verbose=False):
+    """Run the tests of the chosen exercises against the student's files; True if all pass."""
+    begun = started(manifest, work_dir)
+    chosen = manifest.select(ids) if ids else begun
+    missing = [ex.id for ex in chosen if ex not in begun]
+    if missing:
+        raise StudentError(f"{', '.join(missing)} not started in {work_dir} (started: "
+                           f"{', '.join(ex.id for ex in begun)}): checking them would test the "
+                           "solution. Start them in another folder with --dir and --only.")
+    with tempfile.TemporaryDirectory(prefix="exercises-check-") as tmp:
+        copy, mine = _copy_with_student_files(manifest, work_dir, tmp)
+        files = sorted({f for ex in chosen for f in sandbox.test_files(ex.id, copy)})
+        report = sandbox.run_pytest(copy, ["-m", " or ".join(ex.id for ex in chosen), *files])
+
+        def yours(text):  # tracebacks name the copy; point them at the student's own files
+            for path, own in mine.items():
+                text = text.replace(str(copy / path), str(own))
+            return text.replace(str(copy), str(PROJECT))
+
+        if verbose:
+            print(yours(report.output))
+        for error in report.errors:
+            print(f"ERROR {yours(error)}")
+        failed = []
+        for ex in chosen:
+            tests = report.of(ex.id)
+            passed = [n for n, t in tests.items() if t["outcome"] == "passed"]
+            ok = bool(tests) and len(passed) == len(tests)
+            print(f"{ex.id:4s} {'PASS' if ok else 'FAIL'}  {ex.title}  "
+                  f"({len(passed)}/{len(tests)} tests pass)")
+            if not ok:
+                failed.append(ex)
+                for nodeid, t in tests.items():
+                    if t["outcome"] != "passed":
+                        print(f"       {nodeid.split('::', 1)[-1]}: {yours(t['reason'])}")
+        for ex in failed:
+            print(f"\nHints for {ex.id} ({ex.title}); read first: {ex.read_first}")
+            for hint in ex.hints:
+                print(f"  - {hint}")
+            unfinished = [p.id for p in manifest.closure(ex) if p in failed]
+            if unfinished:
+                print(f"  {ex.id} builds on {', '.join(unfinished)}: make those pass first.")
+        if failed and not verbose:
+            print("\nFull pytest output: python -m exercises check --verbose "
+                  + " ".join(ex.id for ex in failed))
+        return not failed
+
+
+def run(manifest, command, work_dir=WORK_DIR):
+    """Run `command` (e.g. python train.py --dry-run) in a copy of the project with the student's
+    files; data/ and runs/ are the project's own. Returns the command's exit code."""
+    started(manifest, work_dir)  # a clear message when there is no work folder yet
+    if not command:
+        raise StudentError("nothing to run: python -m exercises run -- python train.py --dry-run")
+    with tempfile.TemporaryDirectory(prefix="exercises-run-") as tmp:
+        copy, mine = _copy_with_student_files(manifest, work_dir, tmp)
+        sandbox.link_back(copy)
+        print(f"Running {' '.join(command)} with your {', '.join(p.name for p in mine.values())}",
+              file=sys.stderr)
+        return subprocess.run(command, cwd=copy).returncode
