@@ -1,4 +1,4 @@
-"""python -m exercises {list, start, check, run, selftest}: see EXERCISES.md for the workflow."""
+"""Classroom exercises: write the paper's ideas yourself, tested automatically (EXERCISES.md)."""
 import argparse
 import sys
 
@@ -9,7 +9,7 @@ from .student import WORK_DIR, StudentError, check, run, start
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(prog="python -m exercises", description=__doc__.split(":")[0])
+    p = argparse.ArgumentParser(prog="python -m exercises", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the exercises in order, with time estimates and prerequisites")
     s = sub.add_parser("start", help="write the skeletons into a new work folder (never overwrites)")

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,10 @@ PYTEST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
               # Bytecode caches key on mtime and size, which a same-size rewrite within one
               # second does not change: a stale .pyc would run the previous variant.
               "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+# Exit codes of a forked child beyond pytest's own (0-5).
+CHILD_FAILED, CHILD_LEAKED = 70, 71
 
 
 @dataclass
@@ -95,7 +100,7 @@ def run_pytest(copy, args):
 def run_pytest_forked(copy, args):
     """pytest in a forked child of this process, inside the copy; what `selftest` uses.
 
-    The self-test runs pytest some fifty times. A fresh interpreter spends ~5 s importing torch
+    The self-test runs pytest dozens of times. A fresh interpreter spends ~5 s importing torch
     and torchvision each time, a forked child none: it shares the libraries this process has
     imported (preload_libraries) and imports the project fresh from the copy. The project's own
     modules (this package included) are forgotten first, and the child checks afterwards that
@@ -104,13 +109,15 @@ def run_pytest_forked(copy, args):
     """
     copy = Path(copy).resolve()
     report, log = copy / ".exercises_report.json", copy / ".exercises_pytest.log"
-    sys.stdout.flush(), sys.stderr.flush()  # or the child would print our buffers again
+    sys.stdout.flush()  # or the child would print what this process has buffered once more
+    sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:  # the child: never returns, always exits
-        code = 70
+    if pid == 0:  # the child: it always leaves through os._exit, never returns
+        status = CHILD_FAILED
         try:
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(fd, 1), os.dup2(fd, 2)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
             os.chdir(copy)
             os.environ.update(PYTEST_ENV, EXERCISES_REPORT=str(report))
             sys.dont_write_bytecode = True
@@ -119,18 +126,22 @@ def run_pytest_forked(copy, args):
                 if _inside(getattr(module, "__file__", None), PROJECT):
                     del sys.modules[name]
             import pytest
-            code = int(pytest.main([*PYTEST_ARGS, *args]))
+            status = int(pytest.main([*PYTEST_ARGS, *args]))
             leaked = sorted(name for name, module in sys.modules.items()
                             if _inside(getattr(module, "__file__", None), PROJECT))
             if leaked:
-                print(f"LEAK: imported from the real project, not the copy: {leaked}")
-                code = 71
+                print(f"imported from the real project, not the copy: {leaked}")
+                status = CHILD_LEAKED
+        except BaseException:
+            traceback.print_exc()
         finally:
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
+            sys.stdout.flush()  # os._exit skips Python's own flushing
+            sys.stderr.flush()
+            os._exit(status)
+    _, wait_status = os.waitpid(pid, 0)
     output = log.read_text()
-    if os.waitstatus_to_exitcode(status) == 71:
-        raise RuntimeError(f"a forked pytest run imported the real project:\n{output}")
+    if os.waitstatus_to_exitcode(wait_status) == CHILD_LEAKED:
+        raise RuntimeError(f"a forked pytest run used the real project, not its copy:\n{output}")
     return _read_report(report, output)
 
 

@@ -12,6 +12,7 @@ A run in which a test file cannot even be collected aborts the self-test: an imp
 nothing about the tests, so it must never count as a caught mutant.
 """
 import configparser
+import os
 import re
 import tempfile
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from . import sandbox
 from .manifest import PROJECT
-from .skeleton import variant
+from .skeleton import check_manifest, variant
 from .student import WORK_DIR
 
 
@@ -73,9 +74,8 @@ def _judge(manifest, ex, run, files, solution):
     problems = []
     if not tests:
         problems.append("no test is marked for it")
-    not_passing = [n for n, t in tests.items() if t["outcome"] != "passed"]
-    problems += [f"solution: {n} {t['outcome']}: {t['reason']}" for n, t in tests.items()
-                 if n in not_passing]
+    not_passing = {n: t for n, t in tests.items() if t["outcome"] != "passed"}
+    problems += [f"solution: {n} {t['outcome']}: {t['reason']}" for n, t in not_passing.items()]
     marked = ["-m", ex.id, *files]
 
     skeleton = run(variant(manifest, stripped=[ex]), marked, f"{ex.id} skeleton").of(ex.id)
@@ -121,7 +121,11 @@ def _judge_guards(manifest, ex, run):
 def selftest(manifest, ids=()):
     """Run the self-test of the chosen exercises (all by default); True when every check holds."""
     started_at = time.perf_counter()
+    if not hasattr(os, "fork"):
+        raise SelftestError("the self-test forks one child per pytest run (os.fork: Linux, macOS); "
+                            "run it there, e.g. in CI. check and run work everywhere.")
     check_markers(manifest)
+    check_manifest(manifest)  # a renamed target: the manifest's message, not an ImportError
     chosen = manifest.select(ids)
     sandbox.preload_libraries()
     with tempfile.TemporaryDirectory(prefix="exercises-selftest-") as tmp:

@@ -132,3 +132,12 @@ def variant(manifest, stripped=(), mutant=None):
         if stubs:
             files[path] = strip(files[path], stubs, path, manifest.remove_decorators)
     return files
+
+
+def check_manifest(manifest):
+    """Build every exercise's skeleton and every mutant once: ManifestError names the first
+    target that no longer exists and the first mutant whose text is gone."""
+    for ex in manifest.exercises:
+        variant(manifest, stripped=[ex])
+        for mutant in ex.mutants:
+            variant(manifest, mutant=mutant)

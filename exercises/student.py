@@ -5,6 +5,7 @@ The work folder (my_exercises/ by default, ignored by git) holds the student's c
 files with targets, side by side under their own names (datw.py, sdd.py, rkd.py, reading.py,
 ...), and started.toml, the list of exercises they were started for.
 """
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from .skeleton import variant
 
 WORK_DIR = PROJECT / "my_exercises"
 STARTED = "started.toml"
+SHOWN_FAILURES = 3  # failing tests listed per exercise; --verbose shows pytest's whole output
 
 
 class StudentError(Exception):
@@ -104,19 +106,28 @@ def check(manifest, ids, work_dir=WORK_DIR, verbose=False):
                   f"({len(passed)}/{len(tests)} tests pass)")
             if not ok:
                 failed.append(ex)
-                for nodeid, t in tests.items():
-                    if t["outcome"] != "passed":
-                        print(f"       {nodeid.split('::', 1)[-1]}: {yours(t['reason'])}")
-        for ex in failed:
+                failing = [(n, t) for n, t in tests.items() if t["outcome"] != "passed"]
+                for nodeid, t in failing[:SHOWN_FAILURES]:
+                    print(f"       {nodeid.split('::', 1)[-1]}: {yours(t['reason'])}")
+                if len(failing) > SHOWN_FAILURES:
+                    print(f"       ... and {len(failing) - SHOWN_FAILURES} more")
+        if failed:
+            # Hints for the first exercise that fails: students work in order, and twelve sets
+            # of hints at once would bury the one that matters now.
+            ex = failed[0]
             print(f"\nHints for {ex.id} ({ex.title}); read first: {ex.read_first}")
             for hint in ex.hints:
                 print(f"  - {hint}")
-            unfinished = [p.id for p in manifest.closure(ex) if p in failed]
+            # A test of ex that stops in another exercise's stub: that one comes first.
+            stubs_hit = {m for t in report.of(ex.id).values()
+                         for m in re.findall(r"NotImplementedError: (E\d+):", t["reason"])}
+            unfinished = [p.id for p in manifest.closure(ex) if p.id in stubs_hit]
             if unfinished:
-                print(f"  {ex.id} builds on {', '.join(unfinished)}: make those pass first.")
-        if failed and not verbose:
-            print("\nFull pytest output: python -m exercises check --verbose "
-                  + " ".join(ex.id for ex in failed))
+                print(f"  {ex.id}'s tests also run your {', '.join(unfinished)}, not written "
+                      "yet: do those first.")
+            print(f"\npytest's full output: python -m exercises check --verbose {ex.id}"
+                  + (f"; another exercise's hints: python -m exercises check {failed[1].id}"
+                     if len(failed) > 1 else ""))
         return not failed
 
 
