@@ -12,17 +12,19 @@ def get_args_parser():
     p = argparse.ArgumentParser(prog="python -m exercises", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="the exercises in order, with time estimates and prerequisites")
-    s = sub.add_parser("start", help="write the skeletons into a new work folder (never overwrites)")
-    s.add_argument("--only", nargs="+", default=[], metavar="ID", help="only these exercises, e.g. E6 E7")
+    s = sub.add_parser("start", help="write the skeletons into a new work folder; never overwrites")
+    s.add_argument("--only", nargs="+", default=[], metavar="ID",
+                   help="only these exercises, e.g. E6 E7")
     c = sub.add_parser("check", help="test your work folder, PASS/FAIL per exercise")
     c.add_argument("ids", nargs="*", metavar="ID", help="exercises to check (default: all started)")
     c.add_argument("-v", "--verbose", action="store_true", help="also print pytest's full output")
-    r = sub.add_parser("run", help="run a command with your files, e.g. run -- python train.py --dry-run")
+    r = sub.add_parser("run", help="run a command with your files (run -- python train.py)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
     t = sub.add_parser("selftest", help="prove every exercise's tests bite (CI runs this)")
     t.add_argument("--only", nargs="+", default=[], metavar="ID", help="only these exercises")
     for parser in (s, c, r):
-        parser.add_argument("--dir", default=WORK_DIR, help=f"work folder (default: {WORK_DIR.name}/)")
+        parser.add_argument("--dir", default=WORK_DIR,
+                            help=f"work folder (default: {WORK_DIR.name}/)")
     return p
 
 
@@ -32,8 +34,8 @@ def main(argv=None):
         manifest = manifest_file.load()
         if args.command == "list":
             for ex in manifest.exercises:
-                after = f"  (after {', '.join(ex.prerequisites)})" if ex.prerequisites else ""
-                print(f"{ex.id:4s} {ex.minutes:3d} min  {ex.title}{after}")
+                after = f"; after {', '.join(ex.prerequisites)}" if ex.prerequisites else ""
+                print(f"{ex.id:4s} {ex.minutes:3d} min  {ex.title}  ({', '.join(ex.paper)}{after})")
             return 0
         if args.command == "start":
             start(manifest, args.only, args.dir)

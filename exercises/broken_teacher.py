@@ -42,9 +42,9 @@ def robust_weights(teacher_logits, student_logits, labels=None, T_c=1.0, tau_w=0
 
 
 def weightings():
-    """{name: weights(z_vit, z_cnn, z_s, y)}: the baselines, DATW, and yours without and with labels."""
+    """{name: weights(z_vit, z_cnn, z_s, y)}: the baselines, DATW, yours without and with labels."""
     baseline = lambda m: lambda zv, zc, zs, y: teacher_weights(m, [zv, zc], zs)
-    return {"uniform": baseline("uniform"), "entropy": baseline("entropy"), "datw": baseline("datw"),
+    return {**{m: baseline(m) for m in ("uniform", "entropy", "datw")},
             "yours, logits only": lambda zv, zc, zs, y: robust_weights([zv, zc], zs),
             "yours, with labels": lambda zv, zc, zs, y: robust_weights([zv, zc], zs, y)}
 
@@ -69,7 +69,8 @@ def main(argv=None):
     p.add_argument("--out", default="runs/exercises/broken_teacher.csv", help="CSV file to write")
     args = p.parse_args(argv)
     rows = table()
-    print(f"{'classroom':22s} {'weighting':20s} {'w_vit':>6s} {'fused acc':>9s} {'p(y) at T=4':>11s}")
+    print(f"{'classroom':22s} {'weighting':20s} {'w_vit':>6s} {'fused acc':>9s}"
+          f" {'p(y) at T=4':>11s}")
     for r in rows:
         print(f"{r['classroom']:22s} {r['weighting']:20s} {r['w_vit']:6.3f} {r['fused_acc']:9.3f}"
               f" {r['p_true_at_T']:11.3f}")

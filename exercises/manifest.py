@@ -146,14 +146,17 @@ def load(path=MANIFEST):
                                _required(m, "replace", f"{where}, mutant {m.get('name')!r}"),
                                _required(m, "by", f"{where}, mutant {m.get('name')!r}"))
                         for m in entry.get("mutant", []))
-        guards = tuple(Guard(g["answer"], g["mutant"], tuple(g["tests"])) for g in entry.get("guard", []))
+        guards = tuple(Guard(g["answer"], g["mutant"], tuple(g["tests"]))
+                       for g in entry.get("guard", []))
         exercises.append(Exercise(
             id=ex_id, title=_required(entry, "title", where), paper=tuple(entry.get("paper", [])),
             targets=tuple(resolve_target(t) for t in _required(entry, "targets", where)),
             prerequisites=tuple(entry.get("prerequisites", [])),
-            minutes=_required(entry, "minutes", where), read_first=_required(entry, "read_first", where),
+            minutes=_required(entry, "minutes", where),
+            read_first=_required(entry, "read_first", where),
             hints=tuple(entry.get("hints", [])), mutants=mutants, guards=guards))
-    manifest = Manifest(tuple(exercises), tuple(raw.get("skeleton", {}).get("remove_decorators", [])))
+    remove = raw.get("skeleton", {}).get("remove_decorators", [])
+    manifest = Manifest(tuple(exercises), tuple(remove))
     targets = [t.name for ex in manifest.exercises for t in ex.targets]
     twice = sorted({t for t in targets if targets.count(t) > 1})
     if twice:

@@ -44,6 +44,7 @@ def answers():
         # says something the student does not already know.
         "w_vit": 0.94,
         "w_cnn": 0.06,
-        "guard_centring": "test_teacher_identical_to_student_loses_to_equally_confident_different_one",
+        "guard_centring":
+            "test_teacher_identical_to_student_loses_to_equally_confident_different_one",
         "guard_no_grad": "test_no_gradient_through_weights_or_target",
     }

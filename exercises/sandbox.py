@@ -74,7 +74,7 @@ def link_back(copy):
 
 
 def test_files(exercise_id, root=PROJECT):
-    """The test files that mark tests for an exercise (`@pytest.mark.E4`, `marks=pytest.mark.E4`)."""
+    """The test files that mark tests for an exercise (@pytest.mark.E4, marks=pytest.mark.E4)."""
     mark = re.compile(rf"\bmark\.{exercise_id}\b")
     return sorted(str(p.relative_to(root)) for p in (Path(root) / "tests").glob("test_*.py")
                   if mark.search(p.read_text()))

@@ -41,7 +41,8 @@ def check_markers(manifest, root=PROJECT):
     for path in sorted((root / "tests").glob("test_*.py")):
         unknown = set(re.findall(r"\bmark\.(E\d+)\b", path.read_text())) - ids
         if unknown:
-            raise SelftestError(f"{path.name} marks tests {sorted(unknown)}, which are not exercises.")
+            raise SelftestError(f"{path.name} marks tests {sorted(unknown)}, which are not "
+                                "exercises: add them to exercises.toml or remove the marks.")
     for ex in manifest.exercises:
         if not sandbox.test_files(ex.id, root):
             raise SelftestError(f"{ex.id} has no marked tests (@pytest.mark.{ex.id}) in tests/.")

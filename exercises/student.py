@@ -37,8 +37,9 @@ def start(manifest, ids, work_dir=WORK_DIR):
     work_dir.mkdir(parents=True)
     for path in dict.fromkeys(p for ex in chosen for p in ex.paths):
         ids_here = ", ".join(ex.id for ex in chosen if path in ex.paths)
-        header = (f"# Your copy of {path} for {ids_here}, written by `python -m exercises start`.\n"
-                  "# Write each body that raises NotImplementedError, then: python -m exercises check\n")
+        header = (f"# Your copy of {path} for {ids_here}, written by python -m exercises start.\n"
+                  "# Write each body that raises NotImplementedError; test with: "
+                  "python -m exercises check\n")
         (work_dir / Path(path).name).write_text(header + files[path])
     ids_toml = ", ".join(f'"{ex.id}"' for ex in chosen)
     (work_dir / STARTED).write_text(f"# Written by python -m exercises start; check reads it.\n"
@@ -102,8 +103,9 @@ def check(manifest, ids, work_dir=WORK_DIR, verbose=False):
             tests = report.of(ex.id)
             passed = [n for n, t in tests.items() if t["outcome"] == "passed"]
             ok = bool(tests) and len(passed) == len(tests)
-            print(f"{ex.id:4s} {'PASS' if ok else 'FAIL'}  {ex.title}  "
-                  f"({len(passed)}/{len(tests)} tests pass)")
+            counts = (f"{len(passed)}/{len(tests)} tests pass" if tests
+                      else "its tests did not run: see the error above")
+            print(f"{ex.id:4s} {'PASS' if ok else 'FAIL'}  {ex.title}  ({counts})")
             if not ok:
                 failed.append(ex)
                 failing = [(n, t) for n, t in tests.items() if t["outcome"] != "passed"]

@@ -66,7 +66,8 @@ def naive_discrepancy(z_t, z_s):
     for t, s in zip(z_t.tolist(), z_s.tolist()):
         t = [x - sum(t) / len(t) for x in t]
         s = [x - sum(s) / len(s) for x in s]
-        cos = sum(a * b for a, b in zip(t, s)) / math.sqrt(sum(a * a for a in t) * sum(b * b for b in s))
+        dot, norms = sum(a * b for a, b in zip(t, s)), sum(a * a for a in t) * sum(b * b for b in s)
+        cos = dot / math.sqrt(norms)
         rows.append((1 - cos) / 2)
     return torch.tensor(rows)
 

@@ -150,7 +150,7 @@ def test_a_method_without_docstring_loses_the_comments_of_its_body():
 
 
 def test_a_renamed_target_fails_loudly():
-    renamed = (PROJECT / "datw.py").read_text().replace("def confidence(", "def teacher_confidence(")
+    renamed = (PROJECT / "datw.py").read_text().replace("def confidence(", "def confidence_k(")
     with pytest.raises(ManifestError, match="datw.py has no confidence .*renamed"):
         skeleton.strip(renamed, {"confidence": "E2: write confidence"}, "datw.py")
     with pytest.raises(ManifestError, match="no file of the project"):
@@ -158,19 +158,27 @@ def test_a_renamed_target_fails_loudly():
 
 
 def test_a_stale_mutant_fails_loudly():
-    e1 = MANIFEST["E1"]
+    source = (PROJECT / "datw.py").read_text()
     gone = manifest.Mutant("E1", "gone", "return T ** 3 * kl / B", "return kl")
     with pytest.raises(ManifestError, match="occurs 0 times"):
-        skeleton.mutate((PROJECT / "datw.py").read_text(), gone, ["kd_loss"], "datw.py")
-    outside = manifest.Mutant("E1", "outside", "def confidence(z, T_c=1.0):", "def confidence(z, T_c=2.0):")
+        skeleton.mutate(source, gone, ["kd_loss"], "datw.py")
+    outside = manifest.Mutant("E1", "outside", "def confidence(z, T_c=1.0):", "def confidence(z):")
     with pytest.raises(ManifestError, match="outside the exercise's targets"):
-        skeleton.mutate((PROJECT / "datw.py").read_text(), outside, [t.qualname for t in e1.targets],
-                        "datw.py")
+        skeleton.mutate(source, outside, ["kd_loss"], "datw.py")
 
 
 def exercises_cli(*args, cwd=PROJECT):
     return subprocess.run([sys.executable, "-m", "exercises", *args], cwd=cwd,
                           capture_output=True, text=True)
+
+
+def test_exercises_md_lists_every_exercise_as_the_manifest_does():
+    rows = [line for line in (PROJECT / "EXERCISES.md").read_text().splitlines()
+            if line.startswith("| E")]
+    assert [row.split(" | ")[0] for row in rows] == [f"| {ex.id}" for ex in MANIFEST.exercises]
+    for row, ex in zip(rows, MANIFEST.exercises):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == ex.title and cells[3] == str(ex.minutes), ex.id
 
 
 def test_start_never_overwrites_the_work_folder(tmp_path):
