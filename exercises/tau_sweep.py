@@ -15,8 +15,6 @@ how large the seed-to-seed spread is).
 """
 import argparse
 
-import torch
-
 from datw import datw_weights, fuse_logits
 from exercises.classroom import complementary_classroom, write_csv
 
