@@ -19,6 +19,9 @@ file) and the per-seed numbers into `results/ablation.csv` beside RESULTS.md.
     full_direct  --weighting datw --sdd-target vit         the method, SDD mimicking the ViT feature
     full_teachers_scratch  --teacher-init scratch          the method with teachers that know only
                                                            the target split (their own teachers)
+    full_student_scratch   --student-init scratch          the method with a student that starts
+    ce_student_scratch     (its student_ce)                from random weights, and its own CE
+                                                           baseline (the same initialization)
 
 How the rows share work (and why the comparison is fair):
 - Teachers are trained once per seed: train.py caches a trained teacher under --cache-dir keyed
@@ -64,6 +67,7 @@ import time
 
 import torch
 
+import plumbing
 import train
 from plumbing import machine, md_table, write_section
 
@@ -83,15 +87,24 @@ ROWS = {
     # The benchmark's own lesson: the same method with teachers that know only the target split.
     "full_teachers_scratch": ("full method, teachers trained from scratch on the target split",
                               ["--weighting", "datw", "--sdd-target", "residual", "--teacher-init", "scratch"]),
+    # Does the student's own pretraining matter? Both student stages start from random weights.
+    "ce_student_scratch": ("CE only, student from random weights", None),
+    "full_student_scratch": ("full method, student from random weights",
+                             ["--weighting", "datw", "--sdd-target", "residual", "--student-init", "scratch"]),
 }
-DISTILL_ROWS = [r for r in ROWS if r != "ce"]
+# Rows that train their own CE-only student (another initialization than the shared one): the
+# distillation row always runs student_ce, and it fills the CE row named here.
+OWN_CE = {"full_student_scratch": "ce_student_scratch"}
+DISTILL_ROWS = [r for r in ROWS if r != "ce" and r not in OWN_CE.values()]
 OWN_TEACHERS = {"full_teachers_scratch": "scratch"}  # rows whose teachers are not the shared ones
 CE_FALLBACK_ROW = "datw"  # recipe of the ce/seed<k> folder when no other row can carry student_ce
 # (A, B, what the comparison tests): each becomes two lines of the claims table.
 CLAIMS = [("full", "ce", "full method vs CE only"),
           ("datw", "uniform", "DATW vs uniform teacher weights"),
           ("full", "full_direct", "SDD: residual vs direct ViT-feature mimicry"),
-          ("full", "full_teachers_scratch", "pretrained vs from-scratch teachers")]
+          ("full", "full_teachers_scratch", "pretrained vs from-scratch teachers"),
+          ("full_student_scratch", "ce_student_scratch", "full method vs CE, student from scratch"),
+          ("full", "full_student_scratch", "student from the zoo vs from scratch")]
 METRICS = ("clip_acc@1", "video_acc@1", "best_clip_acc@1")
 # train.py flags that ablate.py sets itself: passing them after `--` would be overridden.
 OWNED = ("seed", "out", "resume", "val_fraction", "skip_student_ce", "weighting", "sdd_target")
@@ -155,7 +168,9 @@ def settings_mismatch(saved_config, argv):
     behaviour, and hours of finished runs should not be lost to an unrelated new option. It is
     reported, so a reader can judge.
     """
-    want = json.loads(json.dumps(vars(train.get_args_parser().parse_args(argv)), default=str))
+    parsed = train.get_args_parser().parse_args(argv)
+    plumbing.resolve_defaults(parsed)  # as train.main resolves them before config.json is written
+    want = json.loads(json.dumps(vars(parsed), default=str))
     want = {k: v for k, v in want.items() if k not in NOT_RESULTS}
     differ = [f"{k}: {saved_config[k]!r} on disk, {v!r} now" for k, v in want.items()
               if k in saved_config and saved_config[k] != v]
@@ -172,11 +187,16 @@ def plan(table, seeds, rows, out):
     """
     todo = []
     for seed in seeds:
-        pending = [r for r in DISTILL_ROWS if r in rows and seed not in table[r]]
+        # (selecting an own-CE row selects the distillation run that produces it)
+        pending = [r for r in DISTILL_ROWS if (r in rows or OWN_CE.get(r) in rows) and seed not in table[r]]
         started = {r: load_json(os.path.join(run_dir(out, r, seed), "config.json")) for r in pending}
-        makes_ce = any(c is not None and not c["skip_student_ce"] for c in started.values())
+        makes_ce = any(c is not None and not c["skip_student_ce"] for r, c in started.items()
+                       if r not in OWN_CE)
         want_ce = "ce" in rows and seed not in table["ce"] and not makes_ce
         for row in pending:
+            if row in OWN_CE:  # its CE baseline is its own, never the shared one
+                todo.append((row, seed, False))
+                continue
             skip = started[row]["skip_student_ce"] if started[row] else not want_ce
             want_ce = want_ce and skip  # this run produces student_ce: nobody else has to
             todo.append((row, seed, skip))
@@ -215,7 +235,11 @@ def collect(seeds, out, passthrough, val, selected):
             if row != "ce":  # (the ce/seed<k> folder's distilled student is not a row)
                 table[row][seed] = {**_entry(res, "student"), "folder": folder,
                                     "run_seconds": res["seconds"]}
-            if "student_ce" in res["models"] and seed not in table["ce"]:
+            if row in OWN_CE:
+                if "student_ce" in res["models"]:
+                    table[OWN_CE[row]][seed] = {**_entry(res, "student_ce"), "folder": folder,
+                                                "run_seconds": 0.0}
+            elif "student_ce" in res["models"] and seed not in table["ce"]:
                 # The run's total time is counted once: with its row, or here for ce/seed<k>.
                 table["ce"][seed] = {**_entry(res, "student_ce"), "folder": folder,
                                      "run_seconds": res["seconds"] if row == "ce" else 0.0}

@@ -54,7 +54,8 @@ import synthetic
 TEACHER_RECIPE_VERSION = 4
 # Teacher epochs when --teacher-epochs / --vit-teacher-epochs are not given: (CNN, ViT) by
 # --teacher-init. Fine-tuning a pretrained teacher is short; from scratch a ViT needs the most.
-TEACHER_EPOCHS = {"pretrained": (4, 4), "scratch": (12, 30)}
+TEACHER_EPOCHS = {"pretrained": (10, 10), "scratch": (12, 30)}
+TEACHER_LR = {"pretrained": (4e-3, 2e-3), "scratch": (2e-3, 1e-3)}
 # Settings that never change a run's numbers: a checkpoint written with others still fits.
 NOT_IN_RUN_KEY = ("resume", "workers", "device")
 
@@ -95,12 +96,14 @@ def seed_everything(*keys):
 
 
 # ------------------------------------------------------------------------------------ settings
-def resolve_epochs(args):
-    """Fill the teacher epochs --teacher-init implies, and clamp every stage to 2 epochs under
-    --dry-run; the resolved values are what config.json and the cache keys record."""
-    cnn, vit = TEACHER_EPOCHS[args.teacher_init]
-    args.teacher_epochs = cnn if args.teacher_epochs is None else args.teacher_epochs
-    args.vit_teacher_epochs = vit if args.vit_teacher_epochs is None else args.vit_teacher_epochs
+def resolve_defaults(args):
+    """Fill the teacher epochs and learning rates --teacher-init implies, and clamp every stage to
+    2 epochs under --dry-run; the resolved values are what config.json and the cache keys record."""
+    for table, cnn_key, vit_key in ((TEACHER_EPOCHS, "teacher_epochs", "vit_teacher_epochs"),
+                                    (TEACHER_LR, "teacher_lr", "vit_teacher_lr")):
+        for key, value in zip((cnn_key, vit_key), table[args.teacher_init]):
+            if getattr(args, key) is None:
+                setattr(args, key, value)
     if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
         for k in ("epochs", "teacher_epochs", "vit_teacher_epochs"):
             setattr(args, k, min(getattr(args, k), 2))
@@ -131,7 +134,8 @@ def build_datasets(args, clip):
     common = dict(split=args.split, video_dir=args.video_dir, split_dir=args.split_dir,
                   skip_missing=args.skip_missing, **clip)
     use_val = args.val_fraction > 0  # evaluate on held-out training videos, never on the test split
-    train_set = data.HMDB51(root, subset="train", mode="train", **common)
+    train_set = data.HMDB51(root, subset="train", mode="train", crop_scale=(args.min_crop_scale, 1.0),
+                            **common)
     eval_set = data.HMDB51(root, subset="train" if use_val else "test", mode="eval",
                            num_clips=args.eval_clips, num_crops=args.eval_crops, **common)
     if use_val:  # a seeded split of the training videos, the same for every run seed
@@ -253,11 +257,16 @@ def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate
         seed_everything(args.seed, data_key, epoch, "rng")  # augmentation/dropout of this epoch
         train_stats = train_one_epoch(ddp, loader, optimizer, scheduler, scaler, args, spec_s, teachers,
                                       epoch, max_steps, desc=f"{stage} {epoch + 1}/{epochs}")
-        metrics = evaluate(eval_model or net, loaders["eval"], spec_s, args, max_steps, desc=f"{stage} eval")
+        # Evaluating costs about a third of a small epoch, so by default only the last one is
+        # evaluated; --eval-every 1 gives the per-epoch accuracy curves.
+        metrics = {}
+        if epoch + 1 == epochs or (args.eval_every and (epoch + 1) % args.eval_every == 0):
+            metrics = evaluate(eval_model or net, loaders["eval"], spec_s, args, max_steps,
+                               desc=f"{stage} eval")
         row = {"stage": stage, "epoch": epoch + 1, **train_stats, **metrics,
                "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 2)}
         state["history"].append(row)
-        if state["best"] is None or metrics["clip_acc@1"] > state["best"]["clip_acc@1"]:
+        if metrics and (state["best"] is None or metrics["clip_acc@1"] > state["best"]["clip_acc@1"]):
             state["best"] = {**metrics, "epoch": epoch + 1}
         state["epoch"] = epoch + 1
         log(f"[{stage}] epoch {epoch + 1}/{epochs} " + " ".join(
@@ -278,6 +287,7 @@ def teacher_cache_key(args, role, name, root, n_train):
                   lr=args.teacher_lr, vit_lr=args.vit_teacher_lr,
                   wd=args.wd, bs=args.batch_size, warmup=args.warmup_epochs, seed=args.seed,
                   clip_grad=args.clip_grad, amp=args.amp, val_fraction=args.val_fraction,
+                  min_crop_scale=args.min_crop_scale,
                   dry_run=args.dry_run, world=world_size())
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16], fields
 
@@ -319,8 +329,9 @@ def model_row(name, model, spec, metrics):
             "best_epoch": best.get("epoch")}
 
 
-def results(args, preset, trained, metrics, seconds):
-    """The content of results.json: config, one row per model, reduction vs the ViT, history.
+def results(args, preset, trained, metrics, seconds, stage_seconds=None):
+    """The content of results.json: config, one row per model, reduction vs the ViT, history,
+    the wall time and its split by stage (`stage_seconds`: stage -> seconds).
 
     trained: role -> (model, input spec) for "vit_teacher", "cnn_teacher", "student";
     metrics: role -> fit()'s metrics, also for "student_ce" (the student's architecture)."""
@@ -335,7 +346,8 @@ def results(args, preset, trained, metrics, seconds):
             "reduction_vs_vit": {"params_%": 100 * (1 - s["params"] / v["params"]),
                                  "gmacs_%": 100 * (1 - s["gmacs"] / v["gmacs"])},
             "history": {k: metrics[k]["history"] for k in ("student_ce", "student") if k in metrics},
-            "seconds": round(seconds, 1)}
+            "seconds": round(seconds, 1),
+            "stage_seconds": {k: round(v, 1) for k, v in (stage_seconds or {}).items()}}
 
 
 def print_report(out):
@@ -346,8 +358,9 @@ def print_report(out):
         print(f"{role:<12} {r['name']:<14} {r['params']:>10,} {r['gmacs']:>8.3f} {inp:>10} "
               f"{r['clip_acc@1'] or 0:>7.1f} {r['video_acc@1'] or 0:>8.1f} {r['best_clip_acc@1'] or 0:>12.1f}")
     red = out["reduction_vs_vit"]
-    print(f"student vs ViT teacher: {red['params_%']:.1f}% fewer params, {red['gmacs_%']:.1f}% fewer "
-          f"GMACs; total {out['seconds']:.0f} s\n")
+    print(f"student vs ViT teacher: {red['params_%']:.1f}% fewer params, {red['gmacs_%']:.1f}% fewer GMACs")
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in out.get("stage_seconds", {}).items())
+    print(f"wall time {out['seconds']:.0f} s" + (f" ({stages})" if stages else "") + "\n")
 
 
 def write_reports(out_dir, out, student):

@@ -67,7 +67,8 @@ def get_args_parser():
 def recipe(name, quick=False):
     """Everything that changes the weights `name` gets here; equal recipes -> equal weights."""
     epochs, lr = SCHEDULE[name]
-    corpus = {**synthetic_defaults(), **CORPUS, **({"videos_per_class": 4} if quick else {})}
+    corpus = {"generator": synthetic.GENERATOR_VERSION, **synthetic_defaults(), **CORPUS,
+              **({"videos_per_class": 4} if quick else {})}
     # The architecture: parameter names and shapes (a changed model makes the file stale).
     with torch.device("meta"):
         model = models.build_model(name, len(synthetic.corpus_classes()))

@@ -67,6 +67,8 @@ def get_args_parser():
     g.add_argument("--val-fraction", type=float, default=0.0,
                    help="if > 0, hold out this fraction of the training videos and evaluate on it "
                         "instead of the test split (for tuning without touching the test split)")
+    g.add_argument("--min-crop-scale", type=float, default=0.5,
+                   help="training crops cover this much of the frame's area at least (RandomResizedCrop)")
     g.add_argument("--skip-missing", action="store_true",
                    help="skip videos listed in split files but missing on disk (reports the count)")
     g.add_argument("--check", action="store_true", help="list unreadable or too-short videos, then exit")
@@ -80,17 +82,21 @@ def get_args_parser():
     g.add_argument("--cnn-teacher-ckpt", default=None, help="fine-tuned CNN teacher state dict")
     g.add_argument("--cache-dir", default="runs/teacher_cache", help="where trained teachers are kept")
     g = p.add_argument_group("optimization (AdamW, linear warm-up then cosine decay per step)")
-    g.add_argument("--epochs", type=int, default=10, help="student epochs (both student stages)")
+    g.add_argument("--epochs", type=int, default=15, help="student epochs (both student stages)")
     g.add_argument("--teacher-epochs", type=int, default=None,
                    help="CNN teacher epochs (default: {} to fine-tune, {} from scratch)".format(
                        plumbing.TEACHER_EPOCHS["pretrained"][0], plumbing.TEACHER_EPOCHS["scratch"][0]))
     g.add_argument("--vit-teacher-epochs", type=int, default=None,
                    help="ViT teacher epochs (default: {} to fine-tune, {} from scratch)".format(
                        plumbing.TEACHER_EPOCHS["pretrained"][1], plumbing.TEACHER_EPOCHS["scratch"][1]))
-    g.add_argument("--vit-teacher-lr", type=float, default=1e-3, help="ViT teacher peak learning rate")
+    g.add_argument("--vit-teacher-lr", type=float, default=None,
+                   help="ViT teacher peak learning rate (default: {:g} to fine-tune, {:g} from scratch)".format(
+                       plumbing.TEACHER_LR["pretrained"][1], plumbing.TEACHER_LR["scratch"][1]))
     g.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
     g.add_argument("--lr", type=float, default=2e-3, help="student peak learning rate")
-    g.add_argument("--teacher-lr", type=float, default=2e-3, help="teacher peak learning rate")
+    g.add_argument("--teacher-lr", type=float, default=None,
+                   help="CNN teacher peak learning rate (default: {:g} to fine-tune, {:g} from scratch)".format(
+                       plumbing.TEACHER_LR["pretrained"][0], plumbing.TEACHER_LR["scratch"][0]))
     g.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay")
     g.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off), for RKD spikes")
     g.add_argument("--warmup-epochs", type=float, default=2.0, help="linear warm-up length")
@@ -117,6 +123,8 @@ def get_args_parser():
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-clips", type=int, default=3, help="temporal clips per video (video_acc@1)")
     g.add_argument("--eval-crops", type=int, default=1, help="spatial crops per clip (video_acc@1)")
+    g.add_argument("--eval-every", type=int, default=0,
+                   help="also evaluate every N epochs (0: after the last epoch only; 1: accuracy curves)")
     g = p.add_argument_group("run")
     g.add_argument("--out", default="runs/default", help="output folder")
     g.add_argument("--seed", type=int, default=0, help="random seed (recorded in results.json)")
@@ -287,9 +295,10 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.preset not in models.PRESETS:
         raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
-    plumbing.resolve_epochs(args)  # the init-dependent defaults; --dry-run clamps them to 2
+    plumbing.resolve_defaults(args)  # the init-dependent defaults; --dry-run clamps them to 2
     args.device = plumbing.setup_distributed(args.device)
     preset, t_start = models.PRESETS[args.preset], time.time()
+    seconds = {}  # wall time per stage, for the report: where the minutes of a run go
     if is_main():  # one line on the terminal; the full resolved configuration goes to the file
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "config.json"), "w") as f:
@@ -297,6 +306,7 @@ def main(argv=None):
         log(f"train.py: preset {args.preset}, dataset {args.dataset}, seed {args.seed}; "
             f"configuration in {os.path.join(args.out, 'config.json')}")
     train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
+    seconds["data"] = time.time() - t_start  # includes writing the synthetic set on first use
     if args.check:  # list unreadable / too-short videos of both splits, then stop
         return {"problems": plumbing.check_videos(train_set, eval_set)}
     classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
@@ -306,31 +316,37 @@ def main(argv=None):
     # stage 1: teachers, fine-tuned (or loaded) and then frozen
     teachers, metrics = {}, {}
     for role, ckpt in (("vit", args.vit_teacher_ckpt), ("cnn", args.cnn_teacher_ckpt)):
+        t0 = time.time()
         teachers[role], metrics[f"{role}_teacher"] = get_teacher(
             role, preset[f"{role}_teacher"], ckpt, args, loaders, len(classes), root)
+        seconds[f"{role}_teacher"] = time.time() - t0
 
     # stage 2: the CE-only student (baseline) with the student's own seed for its initial weights
     spec_s = models.input_spec(preset["student"])
     if not args.skip_student_ce:
+        t0 = time.time()
         seed_everything(args.seed, "student", "init")
         student_ce = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
         metrics["student_ce"] = plumbing.fit("student_ce", student_ce.to(args.device), loaders, args, spec_s,
                                              args.epochs, args.lr, train_one_epoch, evaluate,
                                              ckpt_path=os.path.join(args.out, "ckpt_student_ce.pt"))
+        seconds["student_ce"] = time.time() - t0
 
     # stage 3: distillation -- the same student initialization, plus the training-only SDD head
+    t0 = time.time()
     seed_everything(args.seed, "student", "init")
     student = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
     net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
     metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
                                       train_one_epoch, evaluate, teachers=teachers, eval_model=student,
                                       ckpt_path=os.path.join(args.out, "ckpt_student.pt"))
+    seconds["student"] = time.time() - t0
 
     # report: accuracy and cost of every model; the student's reduction vs the ViT teacher
     trained = {"vit_teacher": (teachers["vit"].tap.model, teachers["vit"].spec),
                "cnn_teacher": (teachers["cnn"].tap.model, teachers["cnn"].spec),
                "student": (student, spec_s)}  # student_ce: the same architecture
-    out = plumbing.results(args, preset, trained, metrics, seconds=time.time() - t_start)
+    out = plumbing.results(args, preset, trained, metrics, time.time() - t_start, seconds)
     if is_main():
         plumbing.print_report(out)
         plumbing.write_reports(args.out, out, student)

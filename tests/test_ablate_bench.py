@@ -129,7 +129,10 @@ def test_finished_run_with_other_settings_is_an_error_not_a_silent_reuse(sweep, 
 
 def test_a_flag_added_to_train_py_after_a_run_is_a_warning_not_an_error(tmp_path):
     argv = ["--epochs", "3"]
-    saved = json.loads(json.dumps(vars(train.get_args_parser().parse_args(argv)), default=str))
+    parsed = train.get_args_parser().parse_args(argv)
+    plumbing.resolve_defaults(parsed)  # a run's config.json holds the resolved teacher schedule
+    saved = json.loads(json.dumps(vars(parsed), default=str))
+    assert ablate.settings_mismatch(saved, argv) == ([], [])
     del saved["vit_teacher_lr"]  # as if the run was made before train.py had --vit-teacher-lr
     assert ablate.settings_mismatch(saved, argv) == ([], ["vit_teacher_lr"])
     saved["epochs"] = 2
@@ -162,6 +165,22 @@ def test_plan_gives_ce_to_one_run_per_seed_and_a_started_run_keeps_its_setting(t
     done = {**empty, "datw": {0: {}}}
     assert ablate.plan(done, [0], ["ce", "datw"], out) == [("ce", 0, False)]
     assert ablate.row_argv("ce", 0, out, [], False, False)[:2] == ["--weighting", "datw"]
+
+
+def test_a_row_with_its_own_student_init_trains_its_own_ce_baseline(tmp_path):
+    out = str(tmp_path)
+    empty = {r: {} for r in ablate.ROWS}
+    # Selecting the CE row of the from-scratch student selects the run that produces it, which
+    # never skips its student_ce and never carries the shared CE row.
+    assert ablate.plan(empty, [0], ["ce_student_scratch"], out) == [("full_student_scratch", 0, False)]
+    assert ablate.plan(empty, [0], ["ce", "full_student_scratch", "full"], out) == [
+        ("full", 0, False), ("full_student_scratch", 0, False)]
+    os.makedirs(tmp_path / "full_student_scratch" / "seed0")
+    json.dump({"skip_student_ce": False},
+              open(tmp_path / "full_student_scratch" / "seed0" / "config.json", "w"))
+    assert ablate.plan(empty, [0], ["ce", "full"], out) == [("full", 0, False)]
+    argv = ablate.row_argv("full_student_scratch", 0, out, [], False, False)
+    assert argv[argv.index("--student-init") + 1] == "scratch" and "--skip-student-ce" not in argv
 
 
 def test_claims_are_mean_differences_in_pooled_std_units():

@@ -12,15 +12,15 @@ import decode
 import synthetic
 
 
-def test_synthetic_layout_is_official_and_splits_are_70_30_and_differ(tiny):
+def test_synthetic_layout_is_official_and_splits_are_50_50_and_differ(tiny):
     split_dir = os.path.join(tiny, data.SPLIT_DIRNAME)
     assert len(os.listdir(split_dir)) == 9 * 3
     per_split = []
     for k in (1, 2, 3):
         classes, train = data.read_split(split_dir, k, "train")
         _, test = data.read_split(split_dir, k, "test")
-        for c in range(len(classes)):  # 6 videos -> round(4.2) = 4 train, 2 test in every class
-            assert sum(l == c for _, l in train) == 4 and sum(l == c for _, l in test) == 2
+        for c in range(len(classes)):  # 6 videos -> 3 train, 3 test in every class
+            assert sum(l == c for _, l in train) == 3 and sum(l == c for _, l in test) == 3
         per_split.append(set(r for r, _ in train))
     assert per_split[0] != per_split[1] != per_split[2]
     with av.open(os.path.join(tiny, "pulse", "tiny_pulse_v000.avi")) as container:
@@ -135,8 +135,13 @@ def test_corpus_primitives_move_as_described(action):
     rng = np.random.default_rng(0)
     p, r, alpha = synthetic.synthetic_layout(action, rng, 40, 64, 48, period=(8, 8))
     gap = np.linalg.norm(p[0] - p[1], axis=1)  # (L,) distance between the objects
-    if action == "breathe":  # opposite phase along the line joining them: the gap swings by 4A
-        assert gap.max() - gap.min() > 0.2 * 48
+    if action == "breathe":  # both swing along the line joining them, in opposite phase, A/2 each
+        u = (p[1] - p[0]).mean(axis=0) / np.linalg.norm((p[1] - p[0]).mean(axis=0))
+        along = (p - p.mean(axis=1, keepdims=True)) @ u  # (2, L) offsets along that line
+        assert np.corrcoef(along)[0, 1] < -0.999
+        assert np.allclose(np.abs(along[0]), np.abs(along[1]), atol=1e-3)
+        # Together they close the gap by A >= 0.1 S (8-frame period: the samples reach ~0.98 A).
+        assert gap.max() - gap.min() > 0.95 * 0.2 * 48
     else:  # one object hops back and forth on a straight segment; the other stays still
         mover = int(np.ptp(p[1], axis=0).sum() > np.ptp(p[0], axis=0).sum())
         path = p[mover] - p[mover].mean(axis=0)  # (L, 2)
