@@ -49,9 +49,17 @@ from plumbing import is_main, log, seed_everything
 from rkd import rkd_loss
 from sdd import SDDHead, sdd_loss
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" to each flag's help, except where the default is resolved later
+    (None: the help text itself says what it becomes)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], add_help=True,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_DefaultsFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic", choices=["synthetic", "hmdb51"],
                    help="built-in synthetic 'tiny HMDB51' (generated on first use) or real HMDB51")
