@@ -69,7 +69,7 @@ import torch
 
 import plumbing
 import train
-from plumbing import machine, md_table, write_section
+from reports import machine, md_table, write_section
 
 KD_ONLY = ["--beta", "0", "--gamma", "0"]  # SDD and RKD off: the row is about the KD target alone
 # key -> (label in the table, train.py flags). "ce" has no flags: it is read from a carrier row.

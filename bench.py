@@ -54,7 +54,7 @@ import models
 import train
 from datw import fuse_logits, kd_loss, teacher_weights
 from features import FeatureTap
-from plumbing import get_section, machine, markers, md_table, replace_section, write_section
+from reports import get_section, machine, markers, md_table, replace_section, write_section
 from rkd import rkd_angle_loss, rkd_distance_loss
 from synthetic import ensure_synthetic_hmdb51
 

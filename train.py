@@ -22,10 +22,9 @@ Read top to bottom: arguments -> data -> teachers -> one training step -> evalua
 Teachers are frozen: eval() mode, requires_grad False, outputs under torch.no_grad(), so neither
 their weights nor their BatchNorm statistics can move. Both student stages start from the same
 initial weights and see the same batches and augmentations (a paired comparison).
-The epochs of a stage (`plumbing.fit`), seeding, resume, the teacher cache and the report files
-are plumbing.py: every epoch starts from an RNG state seeded by (seed, stage, epoch), so --resume
-(from the checkpoint written after every epoch) ends with the same numbers as a run never stopped.
-Multi-GPU: `torchrun --nproc_per_node=N train.py ...` (DDP wraps student + SDD head; rank 0 writes).
+The epochs of a stage (`plumbing.fit`), seeds, resume and the teacher cache are plumbing.py, the
+report files reports.py; every epoch starts from an RNG state seeded by (seed, stage, epoch), so
+--resume ends as a run never stopped. DDP: `torchrun --nproc_per_node=N train.py ...`.
 """
 import argparse
 import json
@@ -42,6 +41,7 @@ from tqdm import tqdm
 
 import models
 import plumbing
+import reports
 from checkpoints import load_state
 from datw import fuse_logits, kd_loss, teacher_weights
 from features import FeatureTap, feature_dims
@@ -49,17 +49,9 @@ from plumbing import is_main, log, seed_everything
 from rkd import rkd_loss
 from sdd import SDDHead, sdd_loss
 
-class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Appends "(default: ...)" to each flag's help, except where the default is resolved later
-    (None: the help text itself says what it becomes)."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
-
-
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], add_help=True,
-                                formatter_class=_DefaultsFormatter)
+                                formatter_class=plumbing.DefaultsFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="synthetic", choices=["synthetic", "hmdb51"],
                    help="built-in synthetic 'tiny HMDB51' (generated on first use) or real HMDB51")
@@ -73,8 +65,8 @@ def get_args_parser():
                    help="size of the synthetic set (default: synthetic.py's default)")
     g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set's content")
     g.add_argument("--val-fraction", type=float, default=0.0,
-                   help="if > 0, hold out this fraction of the training videos and evaluate on it "
-                        "instead of the test split (for tuning without touching the test split)")
+                   help="if > 0, evaluate on this fraction of the training videos, held out, not on "
+                        "the test split (for tuning)")
     g.add_argument("--min-crop-scale", type=float, default=0.5,
                    help="training crops cover this much of the frame's area at least (RandomResizedCrop)")
     g.add_argument("--skip-missing", action="store_true",
@@ -92,19 +84,15 @@ def get_args_parser():
     g = p.add_argument_group("optimization (AdamW, linear warm-up then cosine decay per step)")
     g.add_argument("--epochs", type=int, default=15, help="student epochs (both student stages)")
     g.add_argument("--teacher-epochs", type=int, default=None,
-                   help="CNN teacher epochs (default: {} to fine-tune, {} from scratch)".format(
-                       plumbing.TEACHER_EPOCHS["pretrained"][0], plumbing.TEACHER_EPOCHS["scratch"][0]))
+                   help="CNN teacher epochs " + plumbing.by_init(plumbing.TEACHER_EPOCHS, 0))
     g.add_argument("--vit-teacher-epochs", type=int, default=None,
-                   help="ViT teacher epochs (default: {} to fine-tune, {} from scratch)".format(
-                       plumbing.TEACHER_EPOCHS["pretrained"][1], plumbing.TEACHER_EPOCHS["scratch"][1]))
+                   help="ViT teacher epochs " + plumbing.by_init(plumbing.TEACHER_EPOCHS, 1))
     g.add_argument("--vit-teacher-lr", type=float, default=None,
-                   help="ViT teacher peak learning rate (default: {:g} to fine-tune, {:g} from scratch)".format(
-                       plumbing.TEACHER_LR["pretrained"][1], plumbing.TEACHER_LR["scratch"][1]))
+                   help="ViT teacher peak learning rate " + plumbing.by_init(plumbing.TEACHER_LR, 1))
     g.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
     g.add_argument("--lr", type=float, default=2e-3, help="student peak learning rate")
     g.add_argument("--teacher-lr", type=float, default=None,
-                   help="CNN teacher peak learning rate (default: {:g} to fine-tune, {:g} from scratch)".format(
-                       plumbing.TEACHER_LR["pretrained"][0], plumbing.TEACHER_LR["scratch"][0]))
+                   help="CNN teacher peak learning rate " + plumbing.by_init(plumbing.TEACHER_LR, 0))
     g.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay")
     g.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off), for RKD spikes")
     g.add_argument("--warmup-epochs", type=float, default=2.0, help="linear warm-up length")
@@ -113,13 +101,11 @@ def get_args_parser():
     g.add_argument("--alpha", type=float, default=1.0, help="alpha: weight of the DATW KD term")
     g.add_argument("--beta", type=float, default=1.0, help="beta: weight of the SDD term")
     g.add_argument("--gamma", type=float, default=0.01,
-                   help="gamma: weight of the RKD term w_d * L_D + w_a * L_A, so the distance loss "
-                        "weighs gamma * w_d and the angle loss gamma * w_a (tuned on validation)")
+                   help="gamma: weight of the RKD term w_d * L_D + w_a * L_A (tuned on validation)")
     g.add_argument("--T", type=float, default=4.0, help="T: softmax temperature of the KD loss (scaled by T^2)")
     g.add_argument("--tau-w", type=float, default=0.1, help="tau_w: DATW's softmax temperature over teachers")
     g.add_argument("--T-c", type=float, default=1.0,
-                   help="T_c: temperature of the teacher confidence c_k (DATW, entropy); apart from "
-                        "T because the KD temperature flattens every confidence to ~0")
+                   help="T_c: temperature of the confidence c_k (T would flatten every c_k to ~0)")
     g.add_argument("--weighting", default="datw", choices=["datw", "uniform", "entropy", "vit", "cnn"],
                    help="how the two teachers' logits are mixed (DATW or an ablation baseline)")
     g.add_argument("--sdd-target", default="residual", choices=["residual", "vit"],
@@ -265,10 +251,7 @@ def evaluate(model, loader, spec, args, max_steps=None, desc="eval"):
         total["clip_correct"] += (z[:, c].argmax(-1) == y).sum().item()
         total["video_correct"] += (z.softmax(-1).mean(1).argmax(-1) == y).sum().item()
         total["videos"] += B
-    if torch.distributed.is_initialized():  # sum over ranks, each saw a disjoint share of videos
-        t = torch.tensor(list(total.values()), dtype=torch.float64)
-        torch.distributed.all_reduce(t)
-        total = dict(zip(total, t.tolist()))
+    total = plumbing.sum_over_ranks(total)  # each rank saw a disjoint share of the videos
     n = max(total["videos"], 1)
     return {"clip_acc@1": 100 * total["clip_correct"] / n, "video_acc@1": 100 * total["video_correct"] / n,
             "videos": int(total["videos"]), "failed_videos": int(total["failed_videos"])}
@@ -305,8 +288,7 @@ def main(argv=None):
         raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
     plumbing.resolve_defaults(args)  # the init-dependent defaults; --dry-run clamps them to 2
     args.device = plumbing.setup_distributed(args.device)
-    preset, t_start = models.PRESETS[args.preset], time.time()
-    seconds = {}  # wall time per stage, for the report: where the minutes of a run go
+    preset, t_start, seconds = models.PRESETS[args.preset], time.time(), {}  # seconds: per stage
     if is_main():  # one line on the terminal; the full resolved configuration goes to the file
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "config.json"), "w") as f:
@@ -324,40 +306,37 @@ def main(argv=None):
     # stage 1: teachers, fine-tuned (or loaded) and then frozen
     teachers, metrics = {}, {}
     for role, ckpt in (("vit", args.vit_teacher_ckpt), ("cnn", args.cnn_teacher_ckpt)):
-        t0 = time.time()
-        teachers[role], metrics[f"{role}_teacher"] = get_teacher(
-            role, preset[f"{role}_teacher"], ckpt, args, loaders, len(classes), root)
-        seconds[f"{role}_teacher"] = time.time() - t0
+        with plumbing.timed(seconds, f"{role}_teacher"):
+            teachers[role], metrics[f"{role}_teacher"] = get_teacher(
+                role, preset[f"{role}_teacher"], ckpt, args, loaders, len(classes), root)
 
     # stage 2: the CE-only student (baseline) with the student's own seed for its initial weights
     spec_s = models.input_spec(preset["student"])
     if not args.skip_student_ce:
-        t0 = time.time()
         seed_everything(args.seed, "student", "init")
         student_ce = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
-        metrics["student_ce"] = plumbing.fit("student_ce", student_ce.to(args.device), loaders, args, spec_s,
-                                             args.epochs, args.lr, train_one_epoch, evaluate,
-                                             ckpt_path=os.path.join(args.out, "ckpt_student_ce.pt"))
-        seconds["student_ce"] = time.time() - t0
+        with plumbing.timed(seconds, "student_ce"):
+            metrics["student_ce"] = plumbing.fit("student_ce", student_ce.to(args.device), loaders, args, spec_s,
+                                                 args.epochs, args.lr, train_one_epoch, evaluate,
+                                                 ckpt_path=os.path.join(args.out, "ckpt_student_ce.pt"))
 
     # stage 3: distillation -- the same student initialization, plus the training-only SDD head
-    t0 = time.time()
     seed_everything(args.seed, "student", "init")
     student = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
     net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
-    metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
-                                      train_one_epoch, evaluate, teachers=teachers, eval_model=student,
-                                      ckpt_path=os.path.join(args.out, "ckpt_student.pt"))
-    seconds["student"] = time.time() - t0
+    with plumbing.timed(seconds, "student"):
+        metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
+                                          train_one_epoch, evaluate, teachers=teachers, eval_model=student,
+                                          ckpt_path=os.path.join(args.out, "ckpt_student.pt"))
 
     # report: accuracy and cost of every model; the student's reduction vs the ViT teacher
     trained = {"vit_teacher": (teachers["vit"].tap.model, teachers["vit"].spec),
                "cnn_teacher": (teachers["cnn"].tap.model, teachers["cnn"].spec),
                "student": (student, spec_s)}  # student_ce: the same architecture
-    out = plumbing.results(args, preset, trained, metrics, time.time() - t_start, seconds)
+    out = reports.results(args, preset, trained, metrics, time.time() - t_start, seconds)
     if is_main():
-        plumbing.print_report(out)
-        plumbing.write_reports(args.out, out, student)
+        reports.print_report(out)
+        reports.write_reports(args.out, out, student)
     return out
 
 

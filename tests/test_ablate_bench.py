@@ -15,6 +15,7 @@ import ablate
 import bench
 import models
 import plumbing
+import reports
 import synthetic
 import train
 
@@ -55,7 +56,7 @@ def test_ablation_writes_csv_and_its_section_with_the_selected_rows(sweep):
     for r in rows:
         assert 0.0 <= float(r["clip_acc@1"]) <= 100.0 and r["vit_teacher_clip_acc@1"] != ""
     text = (tmp / "RESULTS.md").read_text()
-    section = plumbing.get_section(text, "ablation")
+    section = reports.get_section(text, "ablation")
     assert "| ce | CE only" in section and "| datw | DATW |" in section and "| uniform |" in section
     assert "| DATW vs uniform teacher weights | clip_acc@1 | datw vs uniform |" in section
     assert "| full |" not in section  # rows that did not run are not in the table
@@ -199,16 +200,16 @@ def test_claims_are_mean_differences_in_pooled_std_units():
 
 def test_sections_replace_only_their_own_text_and_refuse_half_markers(tmp_path):
     text = "# R\n\nintro\n\n" + OTHER + "\n\ntail\n"
-    once = plumbing.replace_section(text, "ablation", "v1")
-    twice = plumbing.replace_section(once, "ablation", "v2")
-    assert plumbing.get_section(twice, "ablation") == "v2" and "v1" not in twice
+    once = reports.replace_section(text, "ablation", "v1")
+    twice = reports.replace_section(once, "ablation", "v2")
+    assert reports.get_section(twice, "ablation") == "v2" and "v1" not in twice
     assert twice.startswith(text.rstrip("\n")) and twice.count("<!-- ablation:begin -->") == 1
     with pytest.raises(ValueError, match="only one of"):
-        plumbing.replace_section("<!-- ablation:begin -->\nlost end", "ablation", "x")
+        reports.replace_section("<!-- ablation:begin -->\nlost end", "ablation", "x")
     path = tmp_path / "new" / "RESULTS.md"
-    plumbing.write_section(str(path), "bench", "hello")  # a missing file gets the short header
+    reports.write_section(str(path), "bench", "hello")  # a missing file gets the short header
     assert path.read_text().startswith("# Results")
-    assert plumbing.get_section(path.read_text(), "bench") == "hello"
+    assert reports.get_section(path.read_text(), "bench") == "hello"
 
 
 def test_bench_quick_runs_every_section_and_keeps_the_ablation_section(tmp_path):
@@ -217,10 +218,10 @@ def test_bench_quick_runs_every_section_and_keeps_the_ablation_section(tmp_path)
     bench.main(["--quick", "--presets", "tiny", "--work-dir", str(tmp_path / "bench"),
                 "--results", str(results)])
     text = results.read_text()
-    assert plumbing.get_section(text, "ablation") == "the table"
-    section = plumbing.get_section(text, "bench")
+    assert reports.get_section(text, "ablation") == "the table"
+    section = reports.get_section(text, "bench")
     for name in bench.SECTIONS:
-        assert plumbing.get_section(section, f"bench-{name}").startswith(f"### {name}")
+        assert reports.get_section(section, f"bench-{name}").startswith(f"### {name}")
     assert "full distillation step" in section and "CE-only student step" in section
     assert "losses forward" in section and "GMAC/s" in section
     assert "| tiny | student | x3d_s_tiny |" in section and "fewer parameters" in section
@@ -228,8 +229,8 @@ def test_bench_quick_runs_every_section_and_keeps_the_ablation_section(tmp_path)
     # Rerunning one section rewrites it and keeps the others.
     bench.main(["--quick", "--sections", "efficiency", "--presets", "tiny",
                 "--results", str(results)])
-    section = plumbing.get_section(results.read_text(), "bench")
-    assert all(plumbing.get_section(section, f"bench-{n}") for n in bench.SECTIONS)
+    section = reports.get_section(results.read_text(), "bench")
+    assert all(reports.get_section(section, f"bench-{n}") for n in bench.SECTIONS)
 def test_cpu_latency_is_positive_and_leaves_the_model_as_it_was():
     model = models.build_model("x3d_s_tiny", 9).train()
     ms = bench.cpu_latency_ms(model, (3, 8, 32, 32), warmup=1, repeats=2)
