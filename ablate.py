@@ -341,6 +341,9 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
     all_seconds = sum(v["run_seconds"] for r in table.values() for v in r.values())
     student_seconds = sum(v["seconds"] for r in table.values() for v in r.values())
     csv_rel = os.path.relpath(csv_path, os.path.dirname(os.path.abspath(args.results)))
+    every = config.get("eval_every") or 0
+    evaluated = (f"every {every} epochs and the last evaluated" if every else
+                 "only the last epoch evaluated (--eval-every 0), so it equals the last")
     lines = [
         f"## Ablation ({'validation part of the training split' if args.val else 'test split'}, "
         f"preset `{config.get('preset', '?')}`, dataset `{config.get('dataset', '?')}`)", "",
@@ -353,7 +356,8 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
         f"Each cell: mean ± sample std over seeds of the last epoch's metric (clip_acc@1: the "
         f"centered view; video_acc@1: softmax averaged over {config.get('eval_clips', '?')} clips "
         f"x {config.get('eval_crops', '?')} crops); best-epoch clip_acc@1 is the best epoch's "
-        f"value per seed (picked on the evaluated split, so optimistic). Per-seed numbers: "
+        f"value per seed among the evaluated epochs (picked on the evaluated split, so optimistic; "
+        f"{evaluated}). Per-seed numbers: "
         f"`{csv_rel}`.", "",
         md_table(["row", "method", "clip_acc@1", "video_acc@1", "best-epoch clip_acc@1", "seeds"],
                  rows), "",
