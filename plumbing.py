@@ -283,8 +283,9 @@ def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate
         seed_everything(args.seed, data_key, epoch, "rng")  # augmentation/dropout of this epoch
         train_stats = train_one_epoch(ddp, loader, optimizer, scheduler, scaler, args, spec_s, teachers,
                                       epoch, max_steps, desc=f"{stage} {epoch + 1}/{epochs}")
-        # Evaluating costs about a third of a small epoch, so by default only the last one is
-        # evaluated; --eval-every 1 gives the per-epoch accuracy curves.
+        # Evaluating every view of the evaluation split after every epoch would cost each stage
+        # one more pass over the data per epoch; by default only the last epoch is evaluated
+        # (the reported numbers), --eval-every 1 gives the per-epoch accuracy curves.
         metrics = {}
         if epoch + 1 == epochs or (args.eval_every and (epoch + 1) % args.eval_every == 0):
             metrics = evaluate(eval_model or net, loaders["eval"], spec_s, args, max_steps,

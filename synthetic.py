@@ -325,8 +325,7 @@ def _write_set(root, prefix, classes, settings, described):
     # Written last: its presence means the set is complete (ensure_synthetic relies on it).
     with open(os.path.join(root, SYNTHETIC_INFO), "w") as f:
         json.dump({"settings": _jsonable({"set": prefix, "generator": GENERATOR_VERSION, **settings}),
-                   "classes": described}, f,
-                  indent=1)
+                   "classes": described}, f, indent=1)
     return root
 
 

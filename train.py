@@ -295,8 +295,8 @@ def main(argv=None):
             json.dump(vars(args), f, indent=1, default=str)
         log(f"train.py: preset {args.preset}, dataset {args.dataset}, seed {args.seed}; "
             f"configuration in {os.path.join(args.out, 'config.json')}")
-    train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
-    seconds["data"] = time.time() - t_start  # includes writing the synthetic set on first use
+    with plumbing.timed(seconds, "data"):  # includes writing the synthetic set on first use
+        train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
     if args.check:  # list unreadable / too-short videos of both splits, then stop
         return {"problems": plumbing.check_videos(train_set, eval_set)}
     classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes

@@ -57,6 +57,24 @@ def test_dry_run_writes_results_with_every_model_and_metric(dry):
         assert term in header
 
 
+def test_only_the_last_epoch_is_evaluated_unless_eval_every_says_so(tmp_path, data_root):
+    # (--epochs 2 and --teacher-epochs 2: what --dry-run clamps every stage to)
+    last = run(tmp_path, data_root, "--dry-run", "--epochs", "2", "--teacher-epochs", "2", out="last")
+    every = run(tmp_path, data_root, "--dry-run", "--epochs", "2", "--teacher-epochs", "2",
+                "--eval-every", "1", out="every")
+    for stage in ("student_ce", "student"):
+        first, second = last["history"][stage]
+        assert "clip_acc@1" not in first and "clip_acc@1" in second
+        assert all("clip_acc@1" in row for row in every["history"][stage])
+        assert last["models"][stage]["best_epoch"] == 2  # "best" only among evaluated epochs
+    # The same training either way: evaluation changes no weights and no random stream.
+    assert last["models"]["student"]["clip_acc@1"] == every["models"]["student"]["clip_acc@1"]
+    # The wall time by stage, each part of the whole.
+    parts = last["stage_seconds"]
+    assert set(parts) == {"data", "vit_teacher", "cnn_teacher", "student_ce", "student"}
+    assert all(v >= 0 for v in parts.values()) and sum(parts.values()) <= last["seconds"] + 0.1
+
+
 def test_saved_student_is_a_plain_model_without_training_only_weights(dry):
     tmp, out = dry
     state = torch.load(tmp / "run" / "student.pt", weights_only=True)
