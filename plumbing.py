@@ -53,6 +53,10 @@ TEACHER_RECIPE_VERSION = 4
 # --teacher-init. Fine-tuning a pretrained teacher is short; from scratch a ViT needs the most.
 TEACHER_EPOCHS = {"pretrained": (10, 10), "scratch": (12, 30)}
 TEACHER_LR = {"pretrained": (4e-3, 2e-3), "scratch": (2e-3, 1e-3)}
+# Student peak learning rate (both student stages) by --student-init, tuned on validation for
+# each init and for the CE-only student (its best is the distilled student's best too): a
+# student from random weights needs a larger step than one fine-tuned from the zoo.
+STUDENT_LR = {"pretrained": 2e-3, "scratch": 8e-3}
 # Settings that never change a run's numbers: a checkpoint written with others still fits.
 NOT_IN_RUN_KEY = ("resume", "workers", "device")
 
@@ -102,9 +106,10 @@ def seed_everything(*keys):
 
 
 # ------------------------------------------------------------------------------------ settings
-def by_init(table, i):
-    """Help text: the default of entry i of a TEACHER_* table for each --teacher-init."""
-    return f"(default: {table['pretrained'][i]:g} to fine-tune, {table['scratch'][i]:g} from scratch)"
+def by_init(table, i=None):
+    """Help text: the default (entry i of a (CNN, ViT) pair) of a by-init table for each init."""
+    value = {init: v if i is None else v[i] for init, v in table.items()}
+    return f"(default: {value['pretrained']:g} to fine-tune, {value['scratch']:g} from scratch)"
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -123,13 +128,16 @@ def timed(seconds, stage):
 
 
 def resolve_defaults(args):
-    """Fill the teacher epochs and learning rates --teacher-init implies, and clamp every stage to
-    2 epochs under --dry-run; the resolved values are what config.json and the cache keys record."""
+    """Fill the teacher epochs and learning rates --teacher-init implies and the student learning
+    rate --student-init implies, and clamp every stage to 2 epochs under --dry-run; the resolved
+    values are what config.json and the cache keys record."""
     for table, cnn_key, vit_key in ((TEACHER_EPOCHS, "teacher_epochs", "vit_teacher_epochs"),
                                     (TEACHER_LR, "teacher_lr", "vit_teacher_lr")):
         for key, value in zip((cnn_key, vit_key), table[args.teacher_init]):
             if getattr(args, key) is None:
                 setattr(args, key, value)
+    if args.lr is None:
+        args.lr = STUDENT_LR[args.student_init]
     if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
         for k in ("epochs", "teacher_epochs", "vit_teacher_epochs"):
             setattr(args, k, min(getattr(args, k), 2))

@@ -90,7 +90,7 @@ def get_args_parser():
     g.add_argument("--vit-teacher-lr", type=float, default=None,
                    help="ViT teacher peak learning rate " + plumbing.by_init(plumbing.TEACHER_LR, 1))
     g.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
-    g.add_argument("--lr", type=float, default=2e-3, help="student peak learning rate")
+    g.add_argument("--lr", type=float, default=None, help="student peak lr " + plumbing.by_init(plumbing.STUDENT_LR))
     g.add_argument("--teacher-lr", type=float, default=None,
                    help="CNN teacher peak learning rate " + plumbing.by_init(plumbing.TEACHER_LR, 0))
     g.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay")
