@@ -37,7 +37,7 @@ import os
 from typing import NamedTuple
 
 import torch
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 import models
@@ -102,7 +102,7 @@ def mix_can_be_right(z_vit, z_cnn, y):
 
     The margin of the label over class j is linear in w:
         m_j(w) = b_j + a_j w,  b_j = z_cnn[y] - z_cnn[j],  a_j = (z_vit[y] - z_vit[j]) - b_j,
-    so each j > 0 bounds w from one side: w > -b_j / a_j where a_j > 0, w < -b_j / a_j where
+    so each class j != y bounds w from one side: w > -b_j / a_j where a_j > 0, w < -b_j / a_j where
     a_j < 0 (and a_j = 0 needs b_j > 0). The label wins for some w iff lo < hi on [0, 1].
     """
     z_vit, z_cnn = z_vit.double(), z_cnn.double()  # float64: the ratios compare near-ties
@@ -155,6 +155,7 @@ def diagnose(z, y, classes, kinds, T_c=1.0, tau_w=0.1, z_epochs=None, w_vit_trai
         return teacher_weights(rule, [z_vit, z_cnn], z_s, T_c=T_c, tau_w=tau_w)[:, 0]
 
     first = min(z_epochs, default=None)  # the student after its first distillation epoch
+    no_classes = {level: groups[level] for level in ("all", "per_kind")}  # per epoch: kinds only
     return {
         "videos": len(y), "classes": list(classes), "kinds": dict(kinds),
         "settings": {"T_c": T_c, "tau_w": tau_w, "takes": TAKES},
@@ -167,8 +168,8 @@ def diagnose(z, y, classes, kinds, T_c=1.0, tau_w=0.1, z_epochs=None, w_vit_trai
                     "datw_first_epoch": None if first is None else
                     breakdown(weight_stats, groups, w_vit("datw", z_epochs[first]))},
         "epochs": [{"epoch": e, "w_vit_train": w_vit_train.get(e),
-                    "w_vit_eval": breakdown(weight_stats, {"all": groups["all"], "per_kind": groups["per_kind"]},
-                                            w_vit("datw", z_epochs[e]))} for e in sorted(z_epochs)]}
+                    "w_vit_eval": breakdown(weight_stats, no_classes, w_vit("datw", z_epochs[e]))}
+                   for e in sorted(z_epochs)]}
 
 
 # ------------------------------------------------------------------------- a finished run's models
@@ -204,7 +205,7 @@ class Run(NamedTuple):
     classes: list  # class names, index = label
     nets: dict  # {"vit_teacher", "cnn_teacher", "student_ce" (unless skipped), "student": (model, spec)}
     epochs: dict  # {epoch: the student after that epoch} (absent in runs made before they were kept)
-    loader: object  # the evaluation split's DataLoader
+    loader: DataLoader  # the evaluation split's (plumbing.eval_loader)
     results: dict  # results.json
     teacher_history: dict  # {"vit_teacher", "cnn_teacher": their fine-tuning history rows}
 
@@ -249,8 +250,9 @@ def collect_logits(nets, loader, view, device):
     for batch in tqdm(loader, desc="diagnostics", leave=False):
         if batch.clips is None:  # every video of this batch failed to decode
             continue
-        views = batch.clips if batch.clips.dim() == 6 else batch.clips[:, None]  # (B, V, 3, L, H, W)
-        clip = views[:, view].to(device)  # (B, V, 3, L, H, W) -> (B, 3, L, H, W)
+        # One view per video comes as (B, 3, L, H, W): -> (B, 1, 3, L, H, W) like several.
+        views = batch.clips if batch.clips.dim() == 6 else batch.clips[:, None]
+        clip = views[:, view].to(device)  # (B, V, 3, L, H, W) -> (B, 3, L, H, W): the scored view
         for name, (model, spec) in nets.items():
             z[name].append(model(models.adapt_input(clip, spec)).float().cpu())  # (B, C)
         labels.append(batch.labels)
@@ -282,15 +284,15 @@ def at(d, row, key=None):
 def print_tables(out):
     kinds, acc, w = out["kinds"], out["accuracy"], out["weights"]
     # Rows: each class with its kind, then all videos and each kind's.
-    rows = ([(("per_class", c), c, kinds.get(c, "-")) for c in out["classes"]] + [(("all", None), "all", "")]
-            + [(("per_kind", k), k, "") for k in sorted(set(kinds.values()))])
+    rows = ([(("per_class", c), c, kinds.get(c, "-")) for c in out["classes"]]
+            + [(("all", None), "all", "")] + [(("per_kind", k), k, "") for k in sorted(set(kinds.values()))])
     print_table(f"clip_acc@1 (%) on the centred view, {out['videos']} videos", ["class", "kind", *acc],
                 [[label, kind, *(fmt(at(acc[m], row)) for m in acc)] for row, label, kind in rows])
     groups = [r for r in rows if r[0][0] != "per_class"]
     print_table("teacher complementarity (% of videos)",
                 ["videos of", "both right", "only ViT", "only CNN", "neither"],
-                [[label, *(fmt(at(out["complementarity"], row, k)) for k in ("both", "only_vit", "only_cnn", "neither"))]
-                 for row, label, _ in groups])
+                [[label, *(fmt(at(out["complementarity"], row, k))
+                           for k in ("both", "only_vit", "only_cnn", "neither"))] for row, label, _ in groups])
     print_table("accuracy of the fused target argmax(w_vit z_vit + w_cnn z_cnn) (%)",
                 ["rule", *(label for _, label, _ in groups)],
                 [[rule, *(fmt(at(out["target_accuracy"], row, rule)) for row, _, _ in groups)]
@@ -304,7 +306,7 @@ def print_tables(out):
                  for row, label, kind in rows])
     if out["epochs"]:
         print_table("w_vit by epoch: DATW on the evaluation split vs that epoch's student; the mean "
-                    f"over the training batches (--weighting {out.get('weighting', 'datw')})",
+                    f"over the training batches (--weighting {out['settings']['weighting']})",
                     ["epoch", *(label for _, label, _ in groups), "train"],
                     [[str(r["epoch"]), *(fmt(at(r["w_vit_eval"], row, "mean"), 2) for row, _, _ in groups),
                       fmt(r["w_vit_train"], 2)] for r in out["epochs"]])
@@ -328,12 +330,13 @@ def main(argv=None):
     view = (args.eval_clips // 2) * args.eval_crops + args.eval_crops // 2
     z, y = collect_logits({**nets, **{e: (m, nets["student"][1]) for e, m in epochs.items()}},
                           run.loader, view, a.device)
-    kinds = ({c: synthetic.SYNTHETIC_ACTIONS[c][0] for c in run.classes if c in synthetic.SYNTHETIC_ACTIONS}
-             if args.dataset == "synthetic" else {})
+    kinds = ({c: synthetic.SYNTHETIC_ACTIONS[c][0] for c in run.classes
+              if c in synthetic.SYNTHETIC_ACTIONS} if args.dataset == "synthetic" else {})
     w_vit_train = {r["epoch"]: r.get("w_vit") for r in run.results["history"].get("student", [])}
     out = diagnose({m: z[m] for m in nets}, y, run.classes, kinds, T_c=args.T_c, tau_w=args.tau_w,
                    z_epochs={e: z[e] for e in epochs}, w_vit_train=w_vit_train)
-    out.update(run=a.run_dir, view=view, weighting=args.weighting, teacher_history=run.teacher_history)
+    out.update(run=a.run_dir, view=view, teacher_history=run.teacher_history)
+    out["settings"]["weighting"] = args.weighting  # the rule the run trained with (its w_vit_train)
     path = os.path.join(a.run_dir, "diagnostics.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)

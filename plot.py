@@ -21,6 +21,7 @@ is missing) and writes four PNGs of FIGSIZE at DPI (800 x 400 px, a README colum
 Nothing is computed here: every number comes from the two json files (docs/diagnostics.md).
 """
 import argparse
+import math
 import os
 
 import matplotlib
@@ -37,6 +38,11 @@ MODELS = {"vit_teacher": ("ViT teacher", "tab:blue"), "cnn_teacher": ("CNN teach
           "student_ce": ("student, CE only", "tab:gray"), "student": ("student, distilled", "tab:green")}
 KIND_COLORS = {"local": "tab:purple", "relational": "tab:cyan"}
 NO_KIND = "tab:gray"  # classes without a kind (real HMDB51)
+
+
+def nan_if_none(x):
+    """None (a class without videos) -> NaN, which matplotlib leaves out instead of drawing 0."""
+    return math.nan if x is None else x
 
 
 def by_kind(diag):
@@ -94,7 +100,7 @@ def plot_per_class(diag, path):
     for j, model in enumerate(acc):
         label, color = MODELS[model]
         x = [i + (j - (len(acc) - 1) / 2) * width for i in range(len(classes))]
-        ax.bar(x, [acc[model]["per_class"][c] or 0.0 for c in classes], width, color=color,
+        ax.bar(x, [nan_if_none(acc[model]["per_class"][c]) for c in classes], width, color=color,
                label=f"{label}: {acc[model]['all']:.1f}% of all videos")
     shade_kinds(ax, kinds)
     ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right", fontsize=8)
@@ -111,17 +117,20 @@ def plot_weights(diag, path):
     colors = [KIND_COLORS.get(k, NO_KIND) for k in kinds]
     fig, ax = plt.subplots(figsize=FIGSIZE, layout="constrained")
     x = range(len(classes))
-    datw = [w["datw"]["per_class"][c] or {"mean": 0.0, "std": 0.0} for c in classes]
-    ax.bar([i - 0.2 for i in x], [d["mean"] for d in datw], 0.4, yerr=[d["std"] for d in datw],
-           color=colors, capsize=2)
-    ax.bar([i + 0.2 for i in x], [(w["entropy"]["per_class"][c] or {"mean": 0.0})["mean"] for c in classes],
-           0.4, color=colors, alpha=0.5, hatch="//", edgecolor="white")
+
+    def per_class(rule, key="mean"):  # a class without videos (or no snapshots) -> NaN: no bar
+        return [nan_if_none(diagnostics.at(w[rule], ("per_class", c), key)) for c in classes]
+
+    ax.bar([i - 0.2 for i in x], per_class("datw"), 0.4, yerr=per_class("datw", "std"), color=colors,
+           capsize=2)
+    ax.bar([i + 0.2 for i in x], per_class("entropy"), 0.4, color=colors, alpha=0.5, hatch="//",
+           edgecolor="white")
     # The legend names the two rules; the colour is the kind (named above the bands).
     handles = [Patch(color="0.4", label="DATW, final student (bar: std over videos)"),
                Patch(facecolor="0.7", hatch="//", edgecolor="white", label="entropy rule")]
     if w["datw_first_epoch"]:
-        handles += ax.plot([i - 0.2 for i in x], [(w["datw_first_epoch"]["per_class"][c] or {"mean": None})["mean"]
-                                                  for c in classes], "k.", label="DATW, student after epoch 1")
+        handles += ax.plot([i - 0.2 for i in x], per_class("datw_first_epoch"), "k.",
+                           label="DATW, student after epoch 1")
     ax.axhline(0.5, color="k", lw=0.8, ls=":")  # uniform mixing
     shade_kinds(ax, kinds)
     ax.set_xticks(list(x), classes, rotation=30, ha="right", fontsize=8)
@@ -141,7 +150,7 @@ def plot_weights_epochs(diag, path):
         ax.plot(epochs, [r["w_vit_eval"]["per_kind"][kind]["mean"] for r in rows], "-o",
                 color=KIND_COLORS.get(kind, NO_KIND), label=f"{kind} classes")
     ax.plot(epochs, [r["w_vit_train"] for r in rows], "k--",
-            label=f"training batches (logged, --weighting {diag.get('weighting', 'datw')})")
+            label=f"training batches (logged, --weighting {diag['settings']['weighting']})")
     ax.axhline(0.5, color="k", lw=0.8, ls=":")
     ax.set(title="DATW's w_vit on the evaluation split, against the student of each epoch",
            xlabel="epoch", ylabel="mean w_vit", ylim=(0, 1))
