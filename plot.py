@@ -18,7 +18,7 @@ is missing) and writes four PNGs of FIGSIZE at DPI (800 x 400 px, a README colum
                       epoch, per kind, and the logged mean over the training batches.
 
     python plot.py RUN_DIR [--out DIR]     (DIR defaults to RUN_DIR)
-Nothing is computed here: every number comes from the two json files (docs/diagnostics.md).
+Nothing is measured here: every number comes from the two json files (docs/diagnostics.md).
 """
 import argparse
 import math
@@ -69,7 +69,7 @@ def shade_kinds(ax, kinds):
 def plot_curves(results, diag, path):
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=FIGSIZE, layout="constrained")
     cfg = results["config"]
-    history = {**{m: rows for m, rows in diag.get("teacher_history", {}).items() if rows},
+    history = {**{m: rows for m, rows in diag["teacher_history"].items() if rows},
                **results["history"]}
     for model, rows in history.items():
         label, color = MODELS[model]
