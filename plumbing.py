@@ -19,6 +19,8 @@ resumable. train.py reads as the method and calls these helpers; what a run repo
   one stage      `fit`: the epochs of one model (teacher fine-tuning, student_ce, student) with
                  the lr schedule, per-epoch evaluation, logging, checkpoints and resume; the
                  step itself (`train_one_epoch`) and `evaluate` are train.py's, passed in.
+                 The distilled student of every epoch is kept (`student_epoch_path`) for
+                 diagnostics.py.
   checkpoints    `atomic_save` (write, then rename: never a half-written file), `run_key(args)`
                  (the settings a checkpoint must share with the run that resumes it),
                  `save_checkpoint` / `restore_checkpoint` (everything an epoch boundary needs).
@@ -266,6 +268,12 @@ def dry_run_steps(args):
     return DRY_RUN_STEPS if args.dry_run else None
 
 
+def student_epoch_path(out, epoch):
+    """<out>/student_epochs/epoch_XX.pt: the plain student after `epoch` (1-based), which `fit`
+    keeps for every epoch of the "student" stage (the deployable model, no SDD head)."""
+    return os.path.join(out, "student_epochs", f"epoch_{epoch:02d}.pt")
+
+
 def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate, teachers=None,
         eval_model=None, ckpt_path=None):
     """Train `net` for `epochs` epochs of train.py's `train_one_epoch`, evaluating `eval_model`
@@ -308,6 +316,10 @@ def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate
             f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
         if is_main() and ckpt_path:
             save_checkpoint(ckpt_path, args, net, optimizer, scheduler, scaler, state)
+        if is_main() and stage == "student":  # diagnostics.py follows DATW's weights over epochs
+            path = student_epoch_path(args.out, epoch + 1)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_save((eval_model or net).state_dict(), path)
     return {"last": state["history"][-1] if state["history"] else {}, "best": state["best"],
             "history": state["history"]}
 
