@@ -19,9 +19,9 @@ file) and the per-seed numbers into `results/ablation.csv` beside RESULTS.md.
     full_direct  --weighting datw --sdd-target vit         the method, SDD mimicking the ViT feature
     full_teachers_scratch  --teacher-init scratch          the method with teachers that know only
                                                            the target split (their own teachers)
-    full_student_scratch   --student-init scratch          the method with a student that starts
-    ce_student_scratch     (its student_ce)                from random weights, and its own CE
-                                                           baseline (the same initialization)
+    full_student_zoo       --student-init pretrained       the method with a student that starts
+    ce_student_zoo         (its student_ce)                from the zoo, and its own CE baseline
+                                                           (the same initialization)
 
 How the rows share work (and why the comparison is fair):
 - Teachers are trained once per seed: train.py caches a trained teacher under --cache-dir keyed
@@ -87,14 +87,14 @@ ROWS = {
     # The benchmark's own lesson: the same method with teachers that know only the target split.
     "full_teachers_scratch": ("full method, teachers trained from scratch on the target split",
                               ["--weighting", "datw", "--sdd-target", "residual", "--teacher-init", "scratch"]),
-    # Does the student's own pretraining matter? Both student stages start from random weights.
-    "ce_student_scratch": ("CE only, student from random weights", None),
-    "full_student_scratch": ("full method, student from random weights",
-                             ["--weighting", "datw", "--sdd-target", "residual", "--student-init", "scratch"]),
+    # Does the student's own pretraining matter? Both student stages start from the zoo.
+    "ce_student_zoo": ("CE only, student from the zoo", None),
+    "full_student_zoo": ("full method, student from the zoo",
+                         ["--weighting", "datw", "--sdd-target", "residual", "--student-init", "pretrained"]),
 }
 # Rows that train their own CE-only student (another initialization than the shared one): the
 # distillation row always runs student_ce, and it fills the CE row named here.
-OWN_CE = {"full_student_scratch": "ce_student_scratch"}
+OWN_CE = {"full_student_zoo": "ce_student_zoo"}
 DISTILL_ROWS = [r for r in ROWS if r != "ce" and r not in OWN_CE.values()]
 OWN_TEACHERS = {"full_teachers_scratch": "scratch"}  # rows whose teachers are not the shared ones
 CE_FALLBACK_ROW = "datw"  # recipe of the ce/seed<k> folder when no other row can carry student_ce
@@ -103,13 +103,13 @@ CLAIMS = [("full", "ce", "full method vs CE only"),
           ("datw", "uniform", "DATW vs uniform teacher weights"),
           ("full", "full_direct", "SDD: residual vs direct ViT-feature mimicry"),
           ("full", "full_teachers_scratch", "pretrained vs from-scratch teachers"),
-          ("full_student_scratch", "ce_student_scratch", "full method vs CE, student from scratch"),
-          ("full", "full_student_scratch", "student from the zoo vs from scratch")]
+          ("full_student_zoo", "ce_student_zoo", "full method vs CE, student from the zoo"),
+          ("full_student_zoo", "full", "student from the zoo vs from scratch")]
 METRICS = ("clip_acc@1", "video_acc@1", "best_clip_acc@1")
 # train.py flags that ablate.py sets itself: passing them after `--` would be overridden.
 OWNED = ("seed", "out", "resume", "val_fraction", "skip_student_ce", "weighting", "sdd_target")
 # Settings that may differ between the run on disk and now without changing its numbers.
-NOT_RESULTS = ("resume", "workers", "device", "skip_student_ce", "cache_dir")
+NOT_RESULTS = ("resume", "workers", "preload", "device", "skip_student_ce", "cache_dir")
 
 
 def get_args_parser():

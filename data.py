@@ -39,8 +39,11 @@ with clip and video accuracy. Decoding is decode.py; the synthetic set is synthe
            ...                            # report `excluded` next to the accuracy
 
    `check(dataset)` scans a dataset up front and lists unreadable and too-short videos.
-Left out on purpose: caching decoded frames (a clip is cheap enough to decode on the fly;
-DataLoader workers give the parallelism).
+4. `preload=True` decodes every video once, at construction, and keeps the frames in memory:
+   for a small set on a CPU with few cores, where the model already uses every core, so
+   DataLoader workers cannot hide the decoding and it would repeat every epoch (the default
+   synthetic set: ~150 MB; train.py turns it on there). The clips are the same as without it.
+   Real HMDB51 decodes to ~100x its size on disk: leave it off and use workers.
 """
 import argparse
 import multiprocessing
@@ -154,7 +157,7 @@ class HMDB51(Dataset):
 
     def __init__(self, root=None, split=1, subset="train", num_frames=8, frame_stride=2, size=32,
                  video_dir=None, split_dir=None, num_clips=1, num_crops=1, skip_missing=False,
-                 mode=None, crop_scale=(0.5, 1.0), hflip=True, max_replacements=50):
+                 mode=None, crop_scale=(0.5, 1.0), hflip=True, max_replacements=50, preload=False):
         if root is None and (video_dir is None or split_dir is None):
             raise ValueError("give root, or both video_dir and split_dir")
         if root is not None and not os.path.isdir(root):
@@ -210,6 +213,14 @@ class HMDB51(Dataset):
         # Made in the "spawn" context: such a counter reaches workers started in any way (fork,
         # spawn, forkserver), while a fork-context lock cannot be sent to spawned workers.
         self._num_failed = multiprocessing.get_context("spawn").Value("q", 0)
+        # preload: {index: uint8 (n, H, W, 3) frames, or the decoding error to raise on access}
+        self._videos = dict(enumerate(map(self._decode_all, range(len(samples))))) if preload else None
+
+    def _decode_all(self, i):
+        try:
+            return decode_frames(self.path(i), range(count_frames(self.path(i))))
+        except (VideoDecodeError, OSError) as err:  # reported when the video is asked for
+            return err
 
     def __len__(self):
         return len(self.samples)
@@ -256,7 +267,11 @@ class HMDB51(Dataset):
     def _load(self, i):
         label = self.samples[i][1]
         path = self.path(i)
-        n = count_frames(path)  # cheap after the first call in this worker (packet index cache)
+        video = None if self._videos is None else self._videos[i]
+        if isinstance(video, Exception):
+            raise video
+        # count_frames is cheap after the first call in this worker (packet index cache).
+        n = count_frames(path) if video is None else len(video)
         if not self.eval_mode:
             # Random window start; a too-short video is centered and clamped instead.
             room = n - self.span
@@ -266,7 +281,8 @@ class HMDB51(Dataset):
             starts = uniform_starts(n, self.span, self.num_clips)
         clips = [clip_indices(n, self.num_frames, self.frame_stride, s) for s in starts]
         # One decode pass for all views; repeated indices are decoded once.
-        frames = decode_frames(path, [j for clip in clips for j in clip])
+        indices = [j for clip in clips for j in clip]
+        frames = decode_frames(path, indices) if video is None else video[indices]
         frames = frames.view(len(clips), self.num_frames, *frames.shape[1:])
         # (N, L, H, W, 3) -> (N, L, 3, H, W): torchvision's video layout, channels before pixels.
         frames = frames.permute(0, 1, 4, 2, 3)

@@ -65,19 +65,20 @@ def get_args_parser():
                    help="size of the synthetic set (default: synthetic.py's default)")
     g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set's content")
     g.add_argument("--val-fraction", type=float, default=0.0,
-                   help="if > 0, evaluate on this fraction of the training videos, held out, not on "
-                        "the test split (for tuning)")
+                   help="if > 0, evaluate on this held-out fraction of the training videos (for tuning)")
     g.add_argument("--min-crop-scale", type=float, default=0.5,
                    help="training crops cover this much of the frame's area at least (RandomResizedCrop)")
     g.add_argument("--skip-missing", action="store_true",
                    help="skip videos listed in split files but missing on disk (reports the count)")
     g.add_argument("--check", action="store_true", help="list unreadable or too-short videos, then exit")
-    g.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    g.add_argument("--workers", type=int, default=None, help="DataLoader workers per process " + plumbing.WORKERS_HELP)
+    g.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None,
+                   help="decode every video once and keep it in memory (default: only for the synthetic set)")
     g = p.add_argument_group("models")
     g.add_argument("--preset", default="tiny", help=f"one of {sorted(models.PRESETS)}")
     g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "scratch"],
                    help="teachers start from Kinetics-400 weights (tiny: the zoo in weights/) or random")
-    g.add_argument("--student-init", default="pretrained", choices=["pretrained", "scratch"], help="as above")
+    g.add_argument("--student-init", default="scratch", choices=["pretrained", "scratch"], help="as above")
     g.add_argument("--vit-teacher-ckpt", default=None, help="fine-tuned ViT teacher state dict")
     g.add_argument("--cnn-teacher-ckpt", default=None, help="fine-tuned CNN teacher state dict")
     g.add_argument("--cache-dir", default="runs/teacher_cache", help="where trained teachers are kept")
@@ -117,8 +118,7 @@ def get_args_parser():
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-clips", type=int, default=3, help="temporal clips per video (video_acc@1)")
     g.add_argument("--eval-crops", type=int, default=1, help="spatial crops per clip (video_acc@1)")
-    g.add_argument("--eval-every", type=int, default=0,
-                   help="also evaluate every N epochs (0: after the last epoch only; 1: accuracy curves)")
+    g.add_argument("--eval-every", type=int, default=0, help="also evaluate every N epochs (0: last only; 1: curves)")
     g = p.add_argument_group("run")
     g.add_argument("--out", default="runs/default", help="output folder")
     g.add_argument("--seed", type=int, default=0, help="random seed (recorded in results.json)")

@@ -171,17 +171,17 @@ def test_plan_gives_ce_to_one_run_per_seed_and_a_started_run_keeps_its_setting(t
 def test_a_row_with_its_own_student_init_trains_its_own_ce_baseline(tmp_path):
     out = str(tmp_path)
     empty = {r: {} for r in ablate.ROWS}
-    # Selecting the CE row of the from-scratch student selects the run that produces it, which
+    # Selecting the CE row of the zoo student selects the run that produces it, which
     # never skips its student_ce and never carries the shared CE row.
-    assert ablate.plan(empty, [0], ["ce_student_scratch"], out) == [("full_student_scratch", 0, False)]
-    assert ablate.plan(empty, [0], ["ce", "full_student_scratch", "full"], out) == [
-        ("full", 0, False), ("full_student_scratch", 0, False)]
-    os.makedirs(tmp_path / "full_student_scratch" / "seed0")
+    assert ablate.plan(empty, [0], ["ce_student_zoo"], out) == [("full_student_zoo", 0, False)]
+    assert ablate.plan(empty, [0], ["ce", "full_student_zoo", "full"], out) == [
+        ("full", 0, False), ("full_student_zoo", 0, False)]
+    os.makedirs(tmp_path / "full_student_zoo" / "seed0")
     json.dump({"skip_student_ce": False},
-              open(tmp_path / "full_student_scratch" / "seed0" / "config.json", "w"))
+              open(tmp_path / "full_student_zoo" / "seed0" / "config.json", "w"))
     assert ablate.plan(empty, [0], ["ce", "full"], out) == [("full", 0, False)]
-    argv = ablate.row_argv("full_student_scratch", 0, out, [], False, False)
-    assert argv[argv.index("--student-init") + 1] == "scratch" and "--skip-student-ce" not in argv
+    argv = ablate.row_argv("full_student_zoo", 0, out, [], False, False)
+    assert argv[argv.index("--student-init") + 1] == "pretrained" and "--skip-student-ce" not in argv
 
 
 def test_claims_are_mean_differences_in_pooled_std_units():

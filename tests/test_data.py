@@ -243,3 +243,29 @@ def test_fake_layout_has_hmdb51_counts(fake_hmdb51):
         classes, train = data.read_split(os.path.join(root, data.SPLIT_DIRNAME), k, "train")
         assert len(classes) == 51 and len(train) == 3570
         assert "climb" in classes and "climb_stairs" in classes
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_preloaded_videos_give_the_same_clips_as_decoding_on_the_fly(tiny, mode):
+    views = dict(num_clips=2, num_crops=3) if mode == "eval" else {}
+    lazy = data.HMDB51(tiny, subset="train", mode=mode, **views)
+    ram = data.HMDB51(tiny, subset="train", mode=mode, preload=True, **views)
+    assert len(ram._videos) == len(lazy)
+    for i in range(len(lazy)):
+        torch.manual_seed(i)  # the same random window, crop and flip for both
+        a = lazy[i]
+        torch.manual_seed(i)
+        b = ram[i]
+        assert torch.equal(a[0], b[0]) and a[1] == b[1]
+
+
+def test_preload_reports_an_undecodable_video_when_it_is_asked_for(tiny_with_broken_video):
+    root, broken = tiny_with_broken_video
+    ds = data.HMDB51(root, subset="train", preload=True)  # construction does not fail
+    assert ds.num_failed == 0
+    with pytest.warns(UserWarning, match=os.path.basename(broken)):
+        clip, label = ds[0]  # replaced, as without preload
+    assert clip.shape == (3, 8, 32, 32) and ds.num_failed == 1
+    test = data.HMDB51(root, subset="train", mode="eval", preload=True)
+    with pytest.warns(UserWarning, match="excluded from evaluation"):
+        assert test[0] is None

@@ -100,6 +100,29 @@ def test_teachers_are_cached_and_reused(tmp_path, data_root, dry):
     assert key_a != key_b
 
 
+def test_a_synthetic_set_redrawn_in_the_same_folder_gets_new_teachers(tmp_path):
+    args = train.get_args_parser().parse_args([])
+    keys = []
+    for tilt in (0.15, 0.35):
+        with open(tmp_path / synthetic.SYNTHETIC_INFO, "w") as f:
+            json.dump({"settings": {"set": "tiny", "tilt": tilt}}, f)
+        keys.append(plumbing.teacher_cache_key(args, "vit", "m", str(tmp_path), 10)[0])
+    assert keys[0] != keys[1]
+
+
+@pytest.mark.parametrize("cores, device, workers", [(2, "cpu", 0), (4, "cpu", 0), (16, "cpu", 2),
+                                                    (2, "cuda", 2)])
+def test_loader_workers_default_to_none_where_they_would_compete_with_torch(monkeypatch, cores,
+                                                                             device, workers):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    args = train.get_args_parser().parse_args(["--device", device])
+    plumbing.resolve_defaults(args)
+    assert args.workers == workers and args.preload is True  # the synthetic set is preloaded
+    args = train.get_args_parser().parse_args(["--dataset", "hmdb51", "--workers", "3"])
+    plumbing.resolve_defaults(args)
+    assert args.workers == 3 and args.preload is False  # real videos are decoded on the fly
+
+
 def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root):
     preset = models.PRESETS["tiny"]
     args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST])
