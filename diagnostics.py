@@ -210,13 +210,14 @@ class Run(NamedTuple):
     teacher_history: dict  # {"vit_teacher", "cnn_teacher": their fine-tuning history rows}
 
 
-def load_run(run_dir, workers=2, device="cpu"):
+def load_run(run_dir, workers=None, device="cpu"):
     """A finished run rebuilt from run_dir (frozen models on `device`) -> Run."""
     redo = f"run `python train.py --out {run_dir}` (with the run's flags) to the end"
     args = train.get_args_parser().parse_args([])
     vars(args).update(read_json(os.path.join(run_dir, "config.json"), redo))
     results = read_json(os.path.join(run_dir, "results.json"), redo)
-    args.workers, args.device = workers, device
+    args.workers = plumbing.default_workers(device) if workers is None else workers
+    args.device = device
     preset = models.PRESETS[args.preset]
     train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
     classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
@@ -317,7 +318,7 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run_dir", help="a finished train.py run (its --out), e.g. runs/default")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers " + plumbing.WORKERS_HELP)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 

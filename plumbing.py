@@ -133,6 +133,11 @@ def timed(seconds, stage):
     seconds[stage] = time.time() - t0
 
 
+def default_workers(device):
+    """DataLoader workers when none are asked for: see WORKERS_HELP."""
+    return 0 if device == "cpu" and (os.cpu_count() or 1) <= 4 else 2
+
+
 def resolve_defaults(args):
     """Fill the teacher epochs and learning rates --teacher-init implies, the student learning
     rate --student-init implies and the loader workers the machine implies, and clamp every stage to 2 epochs under --dry-run; the resolved
@@ -147,7 +152,7 @@ def resolve_defaults(args):
     if args.preload is None:  # the synthetic set decodes to ~150 MB; real HMDB51 would not fit
         args.preload = args.dataset == "synthetic"
     if args.workers is None:
-        args.workers = 0 if args.device == "cpu" and (os.cpu_count() or 1) <= 4 else 2
+        args.workers = default_workers(args.device)
     if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
         for k in ("epochs", "teacher_epochs", "vit_teacher_epochs"):
             setattr(args, k, min(getattr(args, k), 2))
