@@ -43,7 +43,7 @@ with clip and video accuracy. Decoding is decode.py; the synthetic set is synthe
    for a small set on a CPU with few cores, where the model already uses every core, so
    DataLoader workers cannot hide the decoding and it would repeat every epoch (the default
    synthetic set: ~150 MB; train.py turns it on there). The clips are the same as without it.
-   Real HMDB51 decodes to ~100x its size on disk: leave it off and use workers.
+   Real HMDB51 would not fit (6,766 videos of ~100 frames at 320x240 would be ~150 GB decoded): leave it off and use workers.
 """
 import argparse
 import multiprocessing
@@ -213,12 +213,13 @@ class HMDB51(Dataset):
         # Made in the "spawn" context: such a counter reaches workers started in any way (fork,
         # spawn, forkserver), while a fork-context lock cannot be sent to spawned workers.
         self._num_failed = multiprocessing.get_context("spawn").Value("q", 0)
-        # preload: {index: uint8 (n, H, W, 3) frames, or the decoding error to raise on access}
-        self._videos = dict(enumerate(map(self._decode_all, range(len(samples))))) if preload else None
+        # preload: per video, its uint8 (n, H, W, 3) frames or the decoding error to raise on access
+        self._videos = [self._decode_all(i) for i in range(len(samples))] if preload else None
 
     def _decode_all(self, i):
+        path = self.path(i)
         try:
-            return decode_frames(self.path(i), range(count_frames(self.path(i))))
+            return decode_frames(path, range(count_frames(path)))
         except (VideoDecodeError, OSError) as err:  # reported when the video is asked for
             return err
 

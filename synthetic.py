@@ -241,8 +241,8 @@ def make_synthetic_hmdb51(root, num_classes=9, videos_per_class=90, num_frames=2
     fewer than HMDB51's ~70, so that the student's own data is scarce (as in the paper, where the
     teachers bring Kinetics: on validation, 40 per class left the CE-only student ~25 points below
     the fine-tuned zoo teachers; at 50, distillation no longer beat a tuned CE student), and a
-    test split larger than the training
-    split, so that a difference of a few points between two students is more than the noise. The
+    test split larger than the training split, so that a difference of a few points between two
+    students is more than the noise. The
     tiny preset reads 8 frames at stride 2 (15 of the 20) and 32x32 crops of them.
     Sizes: num_classes (first classes of SYNTHETIC_ACTIONS, whose order alternates local and
     relational so every prefix keeps both kinds), videos_per_class, num_frames, width, height, fps.
@@ -260,13 +260,13 @@ def make_synthetic_hmdb51(root, num_classes=9, videos_per_class=90, num_frames=2
                           must also learn rotation invariance from a few dozen videos per class
                           (a first probe, CNN teacher fine-tuned 4 epochs, validation clip
                           accuracy: 57% with any direction, 75% at 0.35); larger swings at a
-                          smaller tilt made the zoo teachers' fine-tuning reach 80% on 40
+                          smaller tilt brought the zoo teachers' fine-tuning near 80% on 40
                           videos per class (validation)
     At the defaults almost every relational configuration fits the frame at the first draw (poke
     and follow redraw < 1% of the time), so no relational class prefers a direction or a swing
     size; orbit and zigzag redraw ~30% / ~45% of the time, which favours their smaller swings a
-    little (and moves their distractor disc). Raising min_distance, amplitude or tilt
-    makes more draws retry and can bias the classes whose discs line up (poke, follow).
+    little (and moves their distractor disc). Raising min_distance, amplitude or tilt makes more
+    draws retry and can bias the classes whose discs line up (poke, follow).
     """
     names = list(SYNTHETIC_ACTIONS)[:num_classes]
     if num_classes < 2 or len(names) < num_classes:
