@@ -17,7 +17,8 @@ What is in this file, top to bottom:
      teacher): the same classes at toy sizes.
   3. `build_model(name, num_classes, pretrained=False)`: plain modules that return logits;
      pretrained = True (published Kinetics-400 weights) or a local checkpoint path, loaded by
-     checkpoints.py with the classifier replaced for `num_classes`.
+     checkpoints.py with the classifier replaced for `num_classes`. `freeze_below_top` keeps
+     all but a pretrained model's last stage and classifier fixed (train.py --vit-teacher-finetune top).
   4. `PRESETS`: which ViT teacher, CNN teacher and student each preset uses, and the clip the data
      loader must deliver (`tiny`, `paper`, `torchvision`).
   5. Cost: `count_params`, `count_gmacs` (multiply-accumulates per view, attention included).
@@ -236,6 +237,35 @@ def build_model(name: str, num_classes: int, pretrained: Union[bool, str] = Fals
     return load_pretrained(model, name, pretrained)
 
 
+# The top of each teacher: its last stage and classifier, as parameter-name prefixes. X3D: res5 and
+# the head (blocks.4, blocks.5); MViTv2-S: its last stage (blocks 14-15), the final norm and the
+# head; the 3-block tiny MViT: likewise its last two blocks; the torchvision ResNets: layer4 + fc.
+TOP_LAYERS = {**{name: ("blocks.4.", "blocks.5.") for name in _X3D_CONFIGS},
+              "mvit_v2_s": ("blocks.14.", "blocks.15.", "norm.", "head."),
+              "mvit_tiny": ("blocks.1.", "blocks.2.", "norm.", "head."),
+              **{name: ("layer4.", "fc.") for name in ("r3d_18", "mc3_18", "r2plus1d_18")}}
+
+
+def freeze_below_top(model: nn.Module, name: str) -> int:
+    """Fine-tune only the top (`TOP_LAYERS[name]`): every other parameter gets requires_grad False
+    and keeps its pretrained value -> the number of parameters left to train.
+
+    The optimizer then holds only the top, and autograd records nothing below it: the backward
+    pass stops at the first trained layer, which is what makes the step cheap. BatchNorm layers
+    below still update their running statistics in train() mode: the frozen weights see the new
+    data's statistics, as they would when the whole model is fine-tuned.
+    """
+    if name not in TOP_LAYERS:
+        raise ValueError(f"no top defined for {name!r}; models with one: {', '.join(sorted(TOP_LAYERS))}")
+    trained = 0
+    for key, p in model.named_parameters():
+        p.requires_grad_(key.startswith(TOP_LAYERS[name]))
+        trained += p.numel() if p.requires_grad else 0
+    if trained == 0:  # a renamed module would otherwise freeze the whole model silently
+        raise ValueError(f"none of {name}'s parameters starts with {TOP_LAYERS[name]}")
+    return trained
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. Presets
 # ---------------------------------------------------------------------------------------------
@@ -243,15 +273,19 @@ def build_model(name: str, num_classes: int, pretrained: Union[bool, str] = Fals
 # frames, size x size); each model's adapter derives its own input from it.
 PRESETS = {
     # CPU default: the real architecture classes at toy sizes; every model takes the whole clip.
+    # teacher_finetune: what a pretrained (CNN, ViT) teacher fine-tunes, "all" or its "top"
+    # (`TOP_LAYERS`). Tiny: the ViT only its top, which on 2 CPU cores takes half the time and on
+    # validation ended higher than fine-tuning all of it; the CNN's top alone ended ~5 points lower,
+    # so the CNN fine-tunes all (RESULTS.md, "Development probes").
     "tiny": dict(vit_teacher="mvit_tiny", cnn_teacher="x3d_m_tiny", student="x3d_s_tiny",
-                 clip=dict(num_frames=8, frame_stride=2, size=32)),
+                 clip=dict(num_frames=8, frame_stride=2, size=32), teacher_finetune=("all", "top")),
     # The paper's models at their native inputs: MViTv2-S 16x224, X3D-M 16x224, X3D-S 13x160
     # (the adapter picks 13 of the 16 frames and resizes 224 -> 160). Stride 4 = MViTv2-S's 16x4.
     "paper": dict(vit_teacher="mvit_v2_s", cnn_teacher="x3d_m", student="x3d_s",
-                  clip=dict(num_frames=16, frame_stride=4, size=224)),
+                  clip=dict(num_frames=16, frame_stride=4, size=224), teacher_finetune=("all", "all")),
     # Every model's Kinetics-400 weights from torchvision (the 3D ResNets resize 224 -> 112).
     "torchvision": dict(vit_teacher="mvit_v2_s", cnn_teacher="r2plus1d_18", student="mc3_18",
-                        clip=dict(num_frames=16, frame_stride=4, size=224)),
+                        clip=dict(num_frames=16, frame_stride=4, size=224), teacher_finetune=("all", "all")),
 }
 
 

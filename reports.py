@@ -2,7 +2,7 @@
 
 Reading guide
 -------------
-  a run          `results` (the content of results.json: every model's accuracy and cost, the
+  a run          `write_config` (config.json, written at the start), `results` (the content of results.json: every model's accuracy and cost, the
                  student's reduction vs the ViT teacher, the per-epoch history, the wall time by
                  stage), `print_report` (the table train.py ends with), `write_reports`
                  (results.json, log.csv, the plain student.pt).
@@ -64,6 +64,14 @@ def print_report(out):
     print(f"student vs ViT teacher: {red['params_%']:.1f}% fewer params, {red['gmacs_%']:.1f}% fewer GMACs")
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in out.get("stage_seconds", {}).items())
     print(f"wall time {out['seconds']:.0f} s" + (f" ({stages})" if stages else "") + "\n")
+
+
+def write_config(args):
+    """<out>/config.json: the full resolved configuration, written before anything is trained."""
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "config.json"), "w") as f:
+        json.dump(vars(args), f, indent=1, default=str)
+    return os.path.join(args.out, "config.json")
 
 
 def write_reports(out_dir, out, student):

@@ -23,6 +23,8 @@ knobs) and `ensure_synthetic_hmdb51` (write once, rewrite when the settings diff
 `python synthetic.py [folder]` writes a small set, prints its classes and reads it back.
 """
 import argparse
+import concurrent.futures
+import contextlib
 import inspect
 import json
 import math
@@ -33,6 +35,7 @@ import time
 
 import av
 import numpy as np
+from tqdm import tqdm
 
 import data
 from data import SPLIT_DIRNAME
@@ -303,28 +306,41 @@ def make_synthetic_kinetics(root, videos_per_class=60, num_frames=20, width=64, 
                        for name, (a, _, shape) in table.items()})
 
 
+MAX_PROCESSES, PARALLEL_FROM = 8, 200  # writer processes at most; the fewest videos that use them
+
+
+def _write_one(job):
+    """Render and write one video: (path, primitive, seed key, fps, synthetic_video keywords)."""
+    path, action, key, fps, draw = job
+    write_video(path, synthetic_video(action, np.random.default_rng(key), **draw), fps=fps)
+
+
 def _write_set(root, prefix, classes, settings, described):
     """Videos of `classes` (name -> (primitive, period, shape, seed key)) + 3 splits -> root."""
     if settings["width"] % 2 or settings["height"] % 2:
         raise ValueError(f"width and height must be even (yuv420p), got "
                          f"{settings['width']}x{settings['height']}")
-    render = {k: settings[k] for k in ("noise", "clutter", "texture")}
-    layout = {k: settings[k] for k in ("min_distance", "amplitude", "radius", "tilt")}
+    draw = {k: settings[k] for k in ("num_frames", "width", "height", "noise", "clutter", "texture",
+                                     "min_distance", "amplitude", "radius", "tilt")}
     os.makedirs(root, exist_ok=True)
-    names_by_class = {}
+    names_by_class, jobs = {}, []
     for name in sorted(classes):
         action, period, shape, key = classes[name]
         os.makedirs(os.path.join(root, name), exist_ok=True)
-        names_by_class[name] = []
-        for v in range(settings["videos_per_class"]):
-            # One generator per video: a video does not change when other sizes change.
-            rng = np.random.default_rng(key + [v])
-            frames = synthetic_video(action, rng, settings["num_frames"], settings["width"],
-                                     settings["height"], shape=shape, period=period,
-                                     **render, **layout)
-            video = f"{prefix}_{name}_v{v:03d}.avi"
-            write_video(os.path.join(root, name, video), frames, fps=settings["fps"])
-            names_by_class[name].append(video)
+        names_by_class[name] = [f"{prefix}_{name}_v{v:03d}.avi" for v in range(settings["videos_per_class"])]
+        # One generator per video (seed key + [v]): a video does not change when other sizes
+        # change, nor with the order in which the videos are written.
+        jobs += [(os.path.join(root, name, video), action, key + [v], settings["fps"],
+                  dict(draw, shape=shape, period=period)) for v, video in enumerate(names_by_class[name])]
+    # Rendering and encoding are pure Python + NumPy + FFmpeg, one core each: on 2 cores two
+    # processes write the default set in about half the time. Small sets are not worth the start.
+    processes = min(os.cpu_count() or 1, MAX_PROCESSES) if len(jobs) >= PARALLEL_FROM else 1
+    with concurrent.futures.ProcessPoolExecutor(processes) if processes > 1 else \
+            contextlib.nullcontext() as pool:
+        done = pool.map(_write_one, jobs, chunksize=8) if pool else map(_write_one, jobs)
+        for _ in tqdm(done, total=len(jobs), desc=f"writing {len(jobs)} videos to {root}",
+                      leave=False, mininterval=1.0):
+            pass
     _write_splits(os.path.join(root, SPLIT_DIRNAME), names_by_class, settings["seed"],
                   settings["train_fraction"])
     # Written last: its presence means the set is complete (ensure_synthetic relies on it).
@@ -390,7 +406,7 @@ def main(argv=None):
     parser.add_argument("folder", nargs="?", default=None,
                         help="where to write it (default: a temporary folder, deleted afterwards)")
     parser.add_argument("--videos-per-class", type=int, default=10,
-                        help="videos per class (default: 10; make_synthetic_hmdb51 uses 100)")
+                        help="videos per class (default: 10; make_synthetic_hmdb51 uses 90)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.folder or os.path.join(tmp, "tiny_hmdb51")

@@ -7,7 +7,8 @@ Read top to bottom: arguments -> data -> teachers -> one training step -> evalua
     stage 1  teachers    each teacher (ViT: MViTv2, CNN: X3D-M) starts from Kinetics-400 weights
                          (tiny preset: the zoo in weights/, pretrain.py) or from scratch
                          (--teacher-init), is fine-tuned on the training split with
-                         cross-entropy (or loaded: --vit/--cnn-teacher-ckpt), then frozen.
+                         cross-entropy, all of it or only its top (--[vit-]teacher-finetune), or loaded
+                         (--vit/--cnn-teacher-ckpt); then it is frozen.
     stage 2  student_ce  the student trained with cross-entropy only: the baseline that shows
                          what distillation adds (--skip-student-ce skips it).
     stage 3  student     the paper's objective (Paper: DATW + SDD + RKD on top of CE):
@@ -27,7 +28,6 @@ report files reports.py; every epoch starts from an RNG state seeded by (seed, s
 --resume ends as a run never stopped. DDP: `torchrun --nproc_per_node=N train.py ...`.
 """
 import argparse
-import json
 import math
 import os
 import time
@@ -79,6 +79,9 @@ def get_args_parser():
     g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "scratch"],
                    help="teachers start from Kinetics-400 weights (tiny: the zoo in weights/) or random")
     g.add_argument("--student-init", default="scratch", choices=["pretrained", "scratch"], help="as above")
+    for who, flag in (("CNN", "--teacher-finetune"), ("ViT", "--vit-teacher-finetune")):
+        g.add_argument(flag, default=None, choices=["all", "top"], help=f"a pretrained {who} teacher fine-tunes all "
+                       "layers or only its last stage + classifier (models.TOP_LAYERS; default: the preset's)")
     g.add_argument("--vit-teacher-ckpt", default=None, help="fine-tuned ViT teacher state dict")
     g.add_argument("--cnn-teacher-ckpt", default=None, help="fine-tuned CNN teacher state dict")
     g.add_argument("--cache-dir", default="runs/teacher_cache", help="where trained teachers are kept")
@@ -129,8 +132,7 @@ def get_args_parser():
     return p
 
 
-class NonFiniteLoss(RuntimeError):
-    pass
+class NonFiniteLoss(RuntimeError): ...
 
 
 class Teacher(NamedTuple):
@@ -242,8 +244,7 @@ def evaluate(model, loader, spec, args, max_steps=None, desc="eval"):
         if batch.clips is None:
             continue
         views, y = batch.clips.to(args.device), batch.labels.to(args.device)
-        if views.dim() == 5:  # one view per video: (B, 3, L, H, W) -> (B, 1, 3, L, H, W)
-            views = views.unsqueeze(1)
+        views = views.unsqueeze(1) if views.dim() == 5 else views  # one view: (B, 3, L, H, W) -> (B, 1, ...)
         B, V = views.shape[:2]  # (B, V, 3, L, H, W), V = clips x crops, clip-major
         with torch.autocast("cuda", enabled=args.amp and args.device.startswith("cuda")):
             z = model(models.adapt_input(views.flatten(0, 1), spec))
@@ -271,11 +272,13 @@ def get_teacher(role, name, ckpt, args, loaders, num_classes, root):
     cache = plumbing.TeacherCache(args, role, name, root, len(loaders["train_set"]))
     if cache.load(model):
         return Teacher(FeatureTap(frozen(model.to(args.device))), spec), cache.metrics
+    recipe = plumbing.teacher_recipe(args, role)  # this teacher's epochs, lr and what it fine-tunes
+    if recipe["finetune"] == "top":  # the rest keeps its pretrained weights
+        log(f"[teacher {role}] fine-tuning the top: {models.freeze_below_top(model, name):,} of "
+            f"{models.count_params(model):,} parameters")
     model.to(args.device)
-    epochs = args.vit_teacher_epochs if role == "vit" else args.teacher_epochs
-    lr = args.vit_teacher_lr if role == "vit" else args.teacher_lr
-    metrics = plumbing.fit(f"teacher_{role}", model, loaders, args, spec, epochs, lr, train_one_epoch,
-                           evaluate, ckpt_path=os.path.join(args.out, f"ckpt_teacher_{role}.pt"))
+    metrics = plumbing.fit(f"teacher_{role}", model, loaders, args, spec, recipe["epochs"], recipe["lr"],
+                           train_one_epoch, evaluate, ckpt_path=os.path.join(args.out, f"ckpt_teacher_{role}.pt"))
     if is_main():
         cache.save(model, metrics)
     return Teacher(FeatureTap(frozen(model)), spec), metrics
@@ -290,11 +293,8 @@ def main(argv=None):
     args.device = plumbing.setup_distributed(args.device)
     preset, t_start, seconds = models.PRESETS[args.preset], time.time(), {}  # seconds: per stage
     if is_main():  # one line on the terminal; the full resolved configuration goes to the file
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "config.json"), "w") as f:
-            json.dump(vars(args), f, indent=1, default=str)
         log(f"train.py: preset {args.preset}, dataset {args.dataset}, seed {args.seed}; "
-            f"configuration in {os.path.join(args.out, 'config.json')}")
+            f"configuration in {reports.write_config(args)}")
     with plumbing.timed(seconds, "data"):  # includes writing the synthetic set on first use
         train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
     if args.check:  # list unreadable / too-short videos of both splits, then stop

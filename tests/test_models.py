@@ -32,11 +32,51 @@ def test_unknown_model_name_lists_the_valid_ones():
         models.input_spec("x3d_z")
 
 
+# ------------------------------------------------------------------ fine-tuning only the top
+@pytest.mark.parametrize("name", ["mvit_tiny", "x3d_m_tiny"])
+def test_below_the_top_nothing_learns_and_backward_stops_at_the_top(name):
+    model = models.build_model(name, num_classes=9)
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    trained = models.freeze_below_top(model, name)
+    top = {k for k, _ in model.named_parameters() if k.startswith(models.TOP_LAYERS[name])}
+    assert {k for k, p in model.named_parameters() if p.requires_grad} == top
+    assert trained == sum(p.numel() for k, p in model.named_parameters() if k in top)
+    assert 0.3 < trained / models.count_params(model) < 0.9
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    x = native_batch(models.input_spec(name), batch=4)
+    torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 3])).backward()
+    opt.step()
+    for k, p in model.named_parameters():
+        if k in top:
+            assert p.grad is not None
+        else:  # never reached by the backward pass, never stepped
+            assert p.grad is None and torch.equal(p, before[k]), k
+    moved = [k for k in top if not torch.equal(dict(model.named_parameters())[k], before[k])]
+    assert any("head" in k or "blocks.5" in k for k in moved), "the classifier must learn"
+
+
+@pytest.mark.parametrize("name, last_stage", [("mvit_v2_s", "blocks.14."), ("x3d_m", "blocks.4."),
+                                              ("r2plus1d_18", "layer4.")])
+def test_the_top_of_a_full_size_teacher_is_its_last_stage_and_classifier(name, last_stage):
+    model = build_meta(name)
+    assert 0 < models.freeze_below_top(model, name) < models.count_params(model)
+    names = [k for k, _ in model.named_parameters()]
+    first = next(i for i, k in enumerate(names) if k.startswith(last_stage))
+    # The parameters are registered in forward order: everything from the last stage on trains.
+    assert [p.requires_grad for _, p in model.named_parameters()] == [i >= first for i in range(len(names))]
+
+
+def test_a_model_without_a_defined_top_is_refused_by_name():
+    with pytest.raises(ValueError, match="no top defined for 's3d'.*mvit_tiny"):
+        models.freeze_below_top(build_meta("s3d"), "s3d")
+
+
 # ----------------------------------------------------------------------------- presets
 @pytest.mark.parametrize("preset", sorted(models.PRESETS))
 def test_preset_names_three_models_and_a_clip_every_adapter_accepts(preset):
     p = models.PRESETS[preset]
-    assert set(p) == {"vit_teacher", "cnn_teacher", "student", "clip"}
+    assert set(p) == {"vit_teacher", "cnn_teacher", "student", "clip", "teacher_finetune"}
+    assert all(part in ("all", "top") for part in p["teacher_finetune"])  # (CNN, ViT)
     assert set(p["clip"]) == {"num_frames", "frame_stride", "size"}
     clip = torch.zeros(1, 3, p["clip"]["num_frames"], p["clip"]["size"], p["clip"]["size"],
                        dtype=torch.uint8)

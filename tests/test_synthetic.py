@@ -40,6 +40,18 @@ def test_synthetic_is_deterministic_in_the_seed(tmp_path):
     assert torch.equal(frames[0], decode.decode_frames(os.path.join(d, rel), range(20)))
 
 
+def test_writer_processes_write_the_very_files_one_process_writes(tmp_path, monkeypatch):
+    serial = synthetic.make_synthetic_hmdb51(str(tmp_path / "serial"), num_classes=3, videos_per_class=4)
+    monkeypatch.setattr(synthetic, "PARALLEL_FROM", 0)  # use processes even for 12 videos
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    pooled = synthetic.make_synthetic_hmdb51(str(tmp_path / "pooled"), num_classes=3, videos_per_class=4)
+    files = sorted(os.path.relpath(os.path.join(d, f), serial) for d, _, fs in os.walk(serial) for f in fs)
+    assert len(files) == 3 * 4 + 3 * 3 + 1  # videos, 3 split files per class, the info file
+    for rel in files:
+        with open(os.path.join(serial, rel), "rb") as a, open(os.path.join(pooled, rel), "rb") as b:
+            assert a.read() == b.read(), rel
+
+
 def test_ensure_synthetic_writes_once_and_rewrites_on_other_settings(tmp_path):
     root = str(tmp_path / "syn")
     synthetic.ensure_synthetic_hmdb51(root, num_classes=2, videos_per_class=2)

@@ -93,11 +93,51 @@ def test_teachers_are_cached_and_reused(tmp_path, data_root, dry):
         out="again")
     assert sorted(os.listdir(tmp / "cache")) == cached
     assert [os.path.getmtime(tmp / "cache" / c) for c in cached] == mtimes
-    # Another teacher recipe is another cache entry, never a silent reuse.
-    key_a, _ = plumbing.teacher_cache_key(train.get_args_parser().parse_args([]), "vit", "m", ".", 10)
-    key_b, _ = plumbing.teacher_cache_key(train.get_args_parser().parse_args(["--teacher-lr", "1"]),
-                                       "vit", "m", ".", 10)
-    assert key_a != key_b
+
+
+@pytest.mark.parametrize("argv, vit_changes, cnn_changes", [
+    (["--vit-teacher-lr", "1"], True, False), (["--vit-teacher-epochs", "3"], True, False),
+    (["--teacher-lr", "1"], False, True), (["--teacher-epochs", "3"], False, True),
+    (["--vit-teacher-finetune", "all"], True, False), (["--teacher-finetune", "top"], False, True),
+    (["--seed", "1"], True, True)])
+def test_a_teachers_cache_key_follows_its_own_recipe_only(argv, vit_changes, cnn_changes):
+    # Another recipe is another cache entry, never a silent reuse; the other teacher's schedule
+    # is not part of it (changing the ViT's epochs does not retrain the CNN).
+    def key(role, args):
+        return plumbing.teacher_cache_key(train.get_args_parser().parse_args(args), role, "m", ".", 10)[0]
+    assert (key("vit", []) != key("vit", argv), key("cnn", []) != key("cnn", argv)) == (vit_changes, cnn_changes)
+
+
+def test_the_tiny_vit_teacher_fine_tunes_only_its_top_and_the_cnn_all_of_it(dry):
+    tmp, out = dry
+    assert (out["config"]["vit_teacher_finetune"], out["config"]["teacher_finetune"]) == ("top", "all")
+    for role in ("vit", "cnn"):
+        name = models.PRESETS["tiny"][f"{role}_teacher"]
+        [entry] = [f for f in os.listdir(tmp / "cache") if f.startswith(f"{role}_{name}_")]
+        tuned = torch.load(tmp / "cache" / entry, weights_only=False)["model"]
+        classes = tuned[[k for k in tuned if k.endswith("weight")][-1]].shape[0]
+        zoo = dict(models.build_model(name, classes, pretrained=True).named_parameters())
+        top = [k for k in zoo if k.startswith(models.TOP_LAYERS[name])]
+        below = [k for k in zoo if k not in top]
+        kept = [k for k in below if torch.equal(tuned[k], zoo[k])]
+        assert kept == (below if role == "vit" else []), role  # as pretrained / all fine-tuned
+        assert sum(not torch.equal(tuned[k], zoo[k]) for k in top) > len(top) // 2, role
+
+
+@pytest.mark.parametrize("argv, cnn, vit", [([], "all", "top"), (["--teacher-init", "scratch"], "all", "all"),
+                                           (["--preset", "paper"], "all", "all"),
+                                           (["--vit-teacher-finetune", "all", "--teacher-finetune", "top"], "top", "all")])
+def test_teacher_finetune_defaults_to_the_presets_choice_and_to_all_from_scratch(argv, cnn, vit):
+    args = train.get_args_parser().parse_args(argv)
+    plumbing.resolve_defaults(args)
+    assert (args.teacher_finetune, args.vit_teacher_finetune) == (cnn, vit)
+
+
+@pytest.mark.parametrize("flag", ["--teacher-finetune", "--vit-teacher-finetune"])
+def test_fine_tuning_only_the_top_of_random_teachers_is_refused(flag):
+    args = train.get_args_parser().parse_args(["--teacher-init", "scratch", flag, "top"])
+    with pytest.raises(SystemExit, match=f"{flag} all"):
+        plumbing.resolve_defaults(args)
 
 
 def test_a_synthetic_set_redrawn_in_the_same_folder_gets_new_teachers(tmp_path):
