@@ -79,9 +79,10 @@ def get_args_parser():
     g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "scratch"],
                    help="teachers start from Kinetics-400 weights (tiny: the zoo in weights/) or random")
     g.add_argument("--student-init", default="scratch", choices=["pretrained", "scratch"], help="as above")
-    for who, flag in (("CNN", "--teacher-finetune"), ("ViT", "--vit-teacher-finetune")):
+    for who, flag, tiny in zip(("CNN", "ViT"), ("--teacher-finetune", "--vit-teacher-finetune"),
+                               models.PRESETS["tiny"]["teacher_finetune"]):
         g.add_argument(flag, default=None, choices=["all", "top"], help=f"a pretrained {who} teacher fine-tunes all "
-                       "layers or only its last stage + classifier (models.TOP_LAYERS; default: the preset's)")
+                       f"layers or only its last stage + classifier (models.TOP_LAYERS; default: the preset's, tiny: {tiny})")
     g.add_argument("--vit-teacher-ckpt", default=None, help="fine-tuned ViT teacher state dict")
     g.add_argument("--cnn-teacher-ckpt", default=None, help="fine-tuned CNN teacher state dict")
     g.add_argument("--cache-dir", default="runs/teacher_cache", help="where trained teachers are kept")
@@ -330,8 +331,7 @@ def main(argv=None):
                                           ckpt_path=os.path.join(args.out, "ckpt_student.pt"))
 
     # report: accuracy and cost of every model; the student's reduction vs the ViT teacher
-    trained = {"vit_teacher": (teachers["vit"].tap.model, teachers["vit"].spec),
-               "cnn_teacher": (teachers["cnn"].tap.model, teachers["cnn"].spec),
+    trained = {**{f"{role}_teacher": (t.tap.model, t.spec) for role, t in teachers.items()},  # vit, cnn
                "student": (student, spec_s)}  # student_ce: the same architecture
     out = reports.results(args, preset, trained, metrics, time.time() - t_start, seconds)
     if is_main():
