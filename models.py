@@ -274,9 +274,9 @@ def freeze_below_top(model: nn.Module, name: str) -> int:
 PRESETS = {
     # CPU default: the real architecture classes at toy sizes; every model takes the whole clip.
     # teacher_finetune: what a pretrained (CNN, ViT) teacher fine-tunes, "all" or its "top"
-    # (`TOP_LAYERS`). Tiny: the ViT only its top, which on 2 CPU cores takes half the time and on
-    # validation ended higher than fine-tuning all of it; the CNN's top alone ended ~5 points lower,
-    # so the CNN fine-tunes all (RESULTS.md, "Development probes").
+    # (`TOP_LAYERS`). Tiny: the ViT only its top, whose train step on 2 CPU cores costs a third of
+    # the whole ViT's and which on validation ended higher than fine-tuning all of it; the CNN's top
+    # alone ended ~5 points lower, so the CNN fine-tunes all (RESULTS.md, "Cheaper teachers").
     "tiny": dict(vit_teacher="mvit_tiny", cnn_teacher="x3d_m_tiny", student="x3d_s_tiny",
                  clip=dict(num_frames=8, frame_stride=2, size=32), teacher_finetune=("all", "top")),
     # The paper's models at their native inputs: MViTv2-S 16x224, X3D-M 16x224, X3D-S 13x160

@@ -2,10 +2,11 @@
 
 Reading guide
 -------------
-  a run          `write_config` (config.json, written at the start), `results` (the content of results.json: every model's accuracy and cost, the
-                 student's reduction vs the ViT teacher, the per-epoch history, the wall time by
-                 stage), `print_report` (the table train.py ends with), `write_reports`
-                 (results.json, log.csv, the plain student.pt).
+  a run          `write_config` (config.json, written at the start), `results` (the content
+                 of results.json: every model's accuracy and cost, the student's reduction vs the
+                 ViT teacher, the per-epoch history, the wall time by stage), `print_report`
+                 (the table train.py ends with), `write_reports` (results.json, log.csv, the
+                 plain student.pt).
   RESULTS.md     ablate.py and bench.py each own sections between markers: `machine` (the line
                  naming what produced a measurement), `md_table`, `get_section`,
                  `replace_section`, `write_section` (rewrites one section, keeps the rest).
@@ -69,9 +70,10 @@ def print_report(out):
 def write_config(args):
     """<out>/config.json: the full resolved configuration, written before anything is trained."""
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "config.json"), "w") as f:
+    path = os.path.join(args.out, "config.json")
+    with open(path, "w") as f:
         json.dump(vars(args), f, indent=1, default=str)
-    return os.path.join(args.out, "config.json")
+    return path
 
 
 def write_reports(out_dir, out, student):

@@ -114,7 +114,8 @@ def test_synthetic_geometry_matches_the_class_definition(action):
 def test_demo_runs(tmp_path, capsys):
     synthetic.main([str(tmp_path / "demo"), "--videos-per-class", "3"])
     out = capsys.readouterr().out
-    assert "split 1: 9 train / 18 test videos" in out  # 3 x 0.444 -> 1 training video per class and "(3, 8, 32, 32)" in out
+    # 3 videos x train_fraction 0.444 -> 1 training video per class
+    assert "split 1: 9 train / 18 test videos" in out and "(3, 8, 32, 32)" in out
     assert "views (6, 3, 8, 32, 32)" in out
 
 
