@@ -2,58 +2,64 @@
 
 Reading guide
 -------------
-One command, `python ablate.py`, trains every row below for every seed (`--seeds 0 1 2`) by
-calling `train.main(...)` in this process, then writes the table into RESULTS.md (between
-`<!-- ablation:begin -->` and `<!-- ablation:end -->`; bench.py owns another section of the same
-file) and the per-seed numbers into `results/ablation.csv` beside RESULTS.md.
+Two commands. `python ablate.py --tune` picks every row's learning rate and number of epochs on
+held-out training videos (never the test split); `python ablate.py` then trains every row at its
+own tuned setting for every seed, on the test split, and writes the table, the paired claims with
+their confidence intervals, and the box of answers on top of RESULTS.md and in the README.
 
-    row          train.py flags                            question it answers
-    ce           (the student_ce of another row)           what the student learns alone
-    kd_cnn       --weighting cnn  --beta 0 --gamma 0       KD from the CNN teacher only
-    kd_vit       --weighting vit  --beta 0 --gamma 0       KD from the ViT teacher only
-    uniform      --weighting uniform --beta 0 --gamma 0    both teachers, fixed 1/2 - 1/2
-    entropy      --weighting entropy --beta 0 --gamma 0    confidence-only weights (no discrepancy)
-    datw         --weighting datw --beta 0 --gamma 0       Paper: DATW
-    datw_sdd     --weighting datw --gamma 0                Paper: DATW + SDD (residual target)
-    full         --weighting datw                          Paper: DATW + SDD + RKD, the method
-    full_direct  --weighting datw --sdd-target vit         the method, SDD mimicking the ViT feature
-    full_teachers_scratch  --teacher-init scratch          the method with teachers that know only
-                                                           the target split (their own teachers)
-    full_student_zoo       --student-init pretrained       the method with a student that starts
-    ce_student_zoo         (its student_ce)                from the zoo, and its own CE baseline
-                                                           (the same initialization)
+    row                    train.py flags                            question it answers
+    ce                     --skip-student                            what the student learns alone
+    ce_matched             --skip-student, more epochs               CE given the distilled
+                                                                     student's training cost
+    ce_matched_teachers    --skip-student, more epochs               ... and the teachers' too
+    kd_cnn                 --weighting cnn  --beta 0 --gamma 0       KD from the CNN teacher only
+    kd_vit                 --weighting vit  --beta 0 --gamma 0       KD from the ViT teacher only
+    uniform                --weighting uniform --beta 0 --gamma 0    both teachers, fixed 1/2 - 1/2
+    entropy                --weighting entropy --beta 0 --gamma 0    confidence-only weights
+    datw                   --weighting datw --beta 0 --gamma 0       Paper: DATW
+    datw_sdd               --weighting datw --gamma 0                Paper: DATW + SDD (residual)
+    full                   --weighting datw                          Paper: DATW + SDD + RKD
+    full_direct            --weighting datw --sdd-target vit         SDD mimicking the ViT feature
+    full_teachers_scratch  --teacher-init scratch                    teachers that know only the
+                                                                     target split
+    ce_student_zoo         --student-init pretrained --skip-student  the paper's setting: a student
+    full_student_zoo       --student-init pretrained                 from the zoo, CE and the method
 
-How the rows share work (and why the comparison is fair):
+Tuning (`--tune`, on `--val`'s held-out 20% of the training videos, seeds 0 1 2 by default): a
+coordinate search per row. First every rate of the row's grid (TUNE_RATES, by where the student
+starts) at the shortest budget (TUNE_EPOCHS[0]); then, at the best rate, ever longer budgets
+while the mean over seeds still improves. The row keeps its best (rate, epochs) by the mean
+validation clip_acc@1 over seeds. Each grid point is an ordinary ablation folder
+(runs/tune/lr<rate>_ep<epochs>/<row>/seed<k>), so rows tried at the same point share its runs, and
+an interrupted search resumes. It writes results/tuned.json (what the sweep reads),
+results/tuning.csv (every run) and the "tuning" section of RESULTS.md. The two compute-matched CE
+rows are not tuned: they take CE's rate and as many epochs as make their training cost the full
+method's, measured as seconds per epoch in the tuning runs (see `matched_epochs`).
+
+How the rows share work (and why the comparison is paired):
 - Teachers are trained once per seed: train.py caches a trained teacher under --cache-dir keyed
-  by everything that changes it (seed included, the row's flags not), so the first row of a seed
-  trains both teachers and every later row of that seed loads them. The table checks it: every
-  row of a seed must report the same teacher accuracies, else a warning is printed and written.
-- CE only: train.py trains the CE-only student (`student_ce`) before distilling; only one row per
-  seed needs to (the first selected one, the "carrier"), every other row passes
-  --skip-student-ce. It is the same recipe as the distilled students: the same initial weights
-  (both seeded by (seed, "student", "init")), optimizer, schedule, epochs and batch size.
-  train.py also seeds each epoch's shuffling and augmentation identically for both student
-  stages, so student_ce and every distilled student see the same batches (a paired comparison).
-  If CE is asked for while every selected distillation row of that seed is already finished
-  without it, a row folder `ce/seed<k>` runs the `datw` row's recipe just to get student_ce.
+  by everything that changes it (the seed included, the row's flags not), so every row of a seed
+  distils from the same teachers; the table warns if two rows of a seed report different ones.
+- Every student of a seed starts from the same weights (seeded by (seed, "student", "init")) and
+  sees the same batches and augmentations in the same epochs (seeded per epoch), whatever its
+  row: differences between rows of one seed are the rows' doing.
+- A CE row runs on its own (train.py --skip-student), unless a distillation run of the same seed
+  has exactly its student setting (where it starts, rate, epochs): then that run trains its
+  student_ce stage and the CE row is read from it (at a tuning grid point every row shares one).
 - Each run lives in `<out>/<row>/seed<k>`. A run is finished when its results.json exists:
   finished runs are skipped, so the command can be rerun after an interruption; a started,
   unfinished run continues from its last epoch (train.py --resume). A finished run made with
-  other settings (e.g. other --epochs) is an error, never silently reused; a train.py flag added
-  after a run finished is only reported under the table (its default is assumed).
+  other settings is an error, never silently reused; a train.py flag added after a run finished is
+  only reported under the table (its default is assumed).
+- `--jobs N` runs N train.py processes side by side (each with --threads torch threads; its log
+  in <run>/train.log); the first run of each seed trains the teachers before the others start.
 
-Where a row evaluates: the test split by default (the final table); `--val` holds out 20% of the
-training videos instead (train.py --val-fraction 0.2) and writes under runs/ablation_val with its
-own RESULTS.md there. Tune on --val only: choosing settings by the test-split table would leak the
-test split into the method.
-
-Claims (computed, never typed in): for full vs CE, DATW vs uniform and residual vs direct SDD,
-the difference of the means and that difference in units of the pooled std
-sqrt((s_A^2 + s_B^2) / 2) over seeds, "> 2 std" when it exceeds 2, and in how many seeds A beat B
-(the seeds are paired: same teachers, same data).
+Claims (computed, never typed in, stats.py): for each pair (A, B) the per-seed differences, their
+mean, a 95% percentile bootstrap CI (10,000 resamples), the share of seeds with A > B and the
+verdict: shown (CI above 0), reversed (CI below 0), not resolved.
 
 Extra train.py arguments go after `--`: `python ablate.py --seeds 0 -- --epochs 2 --dry-run`.
-Every row gets them first and its own flags after, so a row's ablation switches always win.
+Every row gets them first and its own flags after, so a row's switches and tuned setting win.
 """
 import argparse
 import csv
@@ -62,52 +68,73 @@ import math
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 import torch
 
 import plumbing
+import stats
 import train
 from reports import machine, md_table, write_section
 
+
+class Row(NamedTuple):
+    label: str  # the method, as the table names it
+    flags: list  # train.py flags of the row (a CE row's only choose where its student starts)
+    ce: bool = False  # a CE-only row: the student_ce stage of a run, not its distilled student
+
+
 KD_ONLY = ["--beta", "0", "--gamma", "0"]  # SDD and RKD off: the row is about the KD target alone
-# key -> (label in the table, train.py flags). "ce" has no flags: it is read from a carrier row.
+FULL = ["--weighting", "datw", "--sdd-target", "residual"]
+ZOO = ["--student-init", "pretrained"]
 ROWS = {
-    "ce": ("CE only (no teacher)", None),
-    "kd_cnn": ("KD, CNN teacher only", ["--weighting", "cnn", *KD_ONLY]),
-    "kd_vit": ("KD, ViT teacher only", ["--weighting", "vit", *KD_ONLY]),
-    "uniform": ("KD, both teachers, uniform weights", ["--weighting", "uniform", *KD_ONLY]),
-    "entropy": ("KD, both teachers, entropy-only weights", ["--weighting", "entropy", *KD_ONLY]),
-    "datw": ("DATW", ["--weighting", "datw", *KD_ONLY]),
-    "datw_sdd": ("DATW + SDD", ["--weighting", "datw", "--sdd-target", "residual", "--gamma", "0"]),
-    "full": ("DATW + SDD + RKD (full method)", ["--weighting", "datw", "--sdd-target", "residual"]),
-    "full_direct": ("full method, SDD predicts the ViT feature (direct mimicry)",
-                    ["--weighting", "datw", "--sdd-target", "vit"]),
+    "ce": Row("CE only (no teacher)", [], ce=True),
+    "ce_matched": Row("CE only, as many epochs as the full method's student costs", [], ce=True),
+    "ce_matched_teachers": Row("CE only, as many epochs as the full method costs with its teachers",
+                               [], ce=True),
+    "kd_cnn": Row("KD, CNN teacher only", ["--weighting", "cnn", *KD_ONLY]),
+    "kd_vit": Row("KD, ViT teacher only", ["--weighting", "vit", *KD_ONLY]),
+    "uniform": Row("KD, both teachers, uniform weights", ["--weighting", "uniform", *KD_ONLY]),
+    "entropy": Row("KD, both teachers, entropy-only weights", ["--weighting", "entropy", *KD_ONLY]),
+    "datw": Row("DATW", ["--weighting", "datw", *KD_ONLY]),
+    "datw_sdd": Row("DATW + SDD", [*FULL, "--gamma", "0"]),
+    "full": Row("DATW + SDD + RKD (full method)", FULL),
+    "full_direct": Row("full method, SDD predicts the ViT feature (direct mimicry)",
+                       ["--weighting", "datw", "--sdd-target", "vit"]),
     # The benchmark's own lesson: the same method with teachers that know only the target split.
-    "full_teachers_scratch": ("full method, teachers trained from scratch on the target split",
-                              ["--weighting", "datw", "--sdd-target", "residual", "--teacher-init", "scratch"]),
-    # Does the student's own pretraining matter? Both student stages start from the zoo.
-    "ce_student_zoo": ("CE only, student from the zoo", None),
-    "full_student_zoo": ("full method, student from the zoo",
-                         ["--weighting", "datw", "--sdd-target", "residual", "--student-init", "pretrained"]),
+    "full_teachers_scratch": Row("full method, teachers trained from scratch on the target split",
+                                 [*FULL, "--teacher-init", "scratch"]),
+    # The paper's setting: the student starts from the zoo too, with its own CE baseline.
+    "ce_student_zoo": Row("CE only, student from the zoo", ZOO, ce=True),
+    "full_student_zoo": Row("full method, student from the zoo", [*FULL, *ZOO]),
 }
-# Rows that train their own CE-only student (another initialization than the shared one): the
-# distillation row always runs student_ce, and it fills the CE row named here.
-OWN_CE = {"full_student_zoo": "ce_student_zoo"}
-DISTILL_ROWS = [r for r in ROWS if r != "ce" and r not in OWN_CE.values()]
 OWN_TEACHERS = {"full_teachers_scratch": "scratch"}  # rows whose teachers are not the shared ones
-CE_FALLBACK_ROW = "datw"  # recipe of the ce/seed<k> folder when no other row can carry student_ce
-# (A, B, what the comparison tests): each becomes two lines of the claims table.
-CLAIMS = [("full", "ce", "full method vs CE only"),
-          ("datw", "uniform", "DATW vs uniform teacher weights"),
-          ("full", "full_direct", "SDD: residual vs direct ViT-feature mimicry"),
-          ("full", "full_teachers_scratch", "pretrained vs from-scratch teachers"),
-          ("full_student_zoo", "ce_student_zoo", "full method vs CE, student from the zoo"),
-          ("full_student_zoo", "full", "student from the zoo vs from scratch")]
+# Rows whose setting is derived from other rows' tuned settings, never tuned themselves.
+MATCHED = {"ce_matched": False, "ce_matched_teachers": True}  # row -> teachers' cost counted
+# (A, B, the paper's claim it tests); B = "vit_teacher" is the ViT teacher of the same seed.
+CLAIMS = [("full", "ce", "dual-teacher KD beats CE, each at its best"),
+          ("full", "ce_matched", "... and CE given the same student-training compute"),
+          ("full", "ce_matched_teachers", "... and CE given the teachers' fine-tuning too"),
+          ("datw", "kd_cnn", "two teachers beat the CNN teacher alone (KD only)"),
+          ("datw", "kd_vit", "two teachers beat the ViT teacher alone (KD only)"),
+          ("datw", "uniform", "DATW beats uniform teacher weights"),
+          ("datw_sdd", "datw", "SDD adds to DATW"),
+          ("full", "datw_sdd", "RKD adds to DATW + SDD"),
+          ("full", "full_direct", "SDD's residual target beats direct ViT-feature mimicry"),
+          ("full", "full_teachers_scratch", "pretrained teachers beat teachers from scratch"),
+          ("full_student_zoo", "ce_student_zoo", "distillation helps a pretrained student"),
+          ("full", "vit_teacher", "the student reaches its ViT teacher")]
 METRICS = ("clip_acc@1", "video_acc@1", "best_clip_acc@1")
+# Tuning grids: one per student initialization (every row with that student gets the same grid),
+# centred on train.py's default rate for it; budgets tried in order while validation improves.
+TUNE_RATES = {"scratch": (2e-3, 4e-3, 8e-3, 1.6e-2), "pretrained": (5e-4, 1e-3, 2e-3, 4e-3)}
+TUNE_EPOCHS = (15, 30, 60)
 # train.py flags that ablate.py sets itself: passing them after `--` would be overridden.
-OWNED = ("seed", "out", "resume", "val_fraction", "skip_student_ce", "weighting", "sdd_target")
+OWNED = ("seed", "out", "resume", "val_fraction", "skip_student_ce", "skip_student", "weighting",
+         "sdd_target")
 # Settings that may differ between the run on disk and now without changing its numbers.
 NOT_RESULTS = ("resume", "workers", "preload", "device", "skip_student_ce", "cache_dir")
 
@@ -116,27 +143,45 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 epilog="train.py arguments after `--` are passed to every row.")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="run seeds (train.py --seed); mean and std are over these (default: 0 1 2)")
+                   help="run seeds (train.py --seed); statistics are over these (default: 0 1 2)")
     p.add_argument("--rows", nargs="+", default=list(ROWS),
                    help=f"rows to run, space or comma separated (default: all): {', '.join(ROWS)}")
     p.add_argument("--out", default=None,
                    help="run folders <out>/<row>/seed<k> (default runs/ablation, with --val "
-                        "runs/ablation_val)")
+                        "runs/ablation_val, with --tune runs/tune/lr<rate>_ep<epochs>)")
     p.add_argument("--results", default=None,
-                   help="markdown file for the table (default RESULTS.md, with --val "
-                        "<out>/RESULTS.md); the CSV goes to results/ablation.csv beside it")
+                   help="markdown file for the tables (default RESULTS.md, with --val "
+                        "<out>/RESULTS.md); the CSVs and tuned.json go to results/ beside it")
     p.add_argument("--val", action="store_true",
                    help="evaluate on 20%% of the training videos (train.py --val-fraction 0.2), "
-                        "not the test split: use this for tuning")
+                        "not the test split")
+    p.add_argument("--tune", action="store_true",
+                   help="pick each row's rate and epochs on --val's held-out videos (implies --val) "
+                        "and write results/tuned.json, which later sweeps read")
+    p.add_argument("--tuned", default=None,
+                   help="per-row rate and epochs (default: results/tuned.json beside --results, "
+                        "if it exists; 'none': train.py's defaults for every row)")
+    p.add_argument("--tune-rates", type=float, nargs="+", default=None,
+                   help="learning-rate grid for every row (default: by student init, "
+                        + ", ".join(f"{k} {' '.join(f'{r:g}' for r in v)}" for k, v in TUNE_RATES.items()) + ")")
+    p.add_argument("--tune-epochs", type=int, nargs="+", default=list(TUNE_EPOCHS),
+                   help="budgets, tried in this order while validation improves (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train.py processes side by side (default 1: in this process)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: torch's choice); 1 per process when the cores "
-                        "are shared with other jobs, as oversubscribed threads slow every step")
+                   help="torch threads per process (default: torch's choice with --jobs 1, else "
+                        "cores / jobs); oversubscribed threads slow every step")
     return p
 
 
 # ------------------------------------------------------------------------------- run folders
 def run_dir(out, row, seed):
     return os.path.join(out, row, f"seed{seed}")
+
+
+def tune_dir(out, lr, epochs):
+    """The ablation folder of one tuning grid point."""
+    return os.path.join(out, f"lr{lr:g}_ep{epochs}")
 
 
 def load_json(path):
@@ -146,18 +191,39 @@ def load_json(path):
         return json.load(f)
 
 
-def row_argv(row, seed, out, passthrough, val, skip_ce):
-    """train.py arguments of one run: passthrough first, then the row's flags (which win)."""
+def setting_flags(setting):
+    """{"lr": 0.004, "epochs": 30} -> ["--lr", "0.004", "--epochs", "30"] ({} or None -> [])."""
+    return [f for k in ("lr", "epochs") if k in (setting or {}) for f in (f"--{k}", f"{setting[k]:g}")]
+
+
+def row_argv(row, seed, out, passthrough, val, skip_ce, settings=None):
+    """train.py arguments of one run: passthrough first, then the row's flags and its tuned
+    setting (which win). A CE row's own run stops after its CE stage (--skip-student)."""
     folder = run_dir(out, row, seed)
-    flags = ROWS[CE_FALLBACK_ROW if row == "ce" else row][1]
-    argv = [*passthrough, *flags, "--seed", str(seed), "--out", folder]
+    argv = [*passthrough, *ROWS[row].flags, *setting_flags((settings or {}).get(row)),
+            "--seed", str(seed), "--out", folder]
     if val:
         argv += ["--val-fraction", "0.2"]
-    if skip_ce:
+    if ROWS[row].ce:
+        argv.append("--skip-student")
+    elif skip_ce:
         argv.append("--skip-student-ce")
     if os.path.exists(os.path.join(folder, "config.json")):
         argv.append("--resume")  # started before and not finished: continue from its checkpoints
     return argv
+
+
+def resolved(argv):
+    """train.py's arguments as its main() resolves them, before config.json is written."""
+    parsed = train.get_args_parser().parse_args(argv)
+    plumbing.resolve_defaults(parsed)
+    return parsed
+
+
+def student_setting(config):
+    """What a student's training depends on beyond the shared flags: (init, lr, epochs)."""
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k)
+    return get("student_init"), get("lr"), get("epochs")
 
 
 def settings_mismatch(saved_config, argv):
@@ -168,61 +234,114 @@ def settings_mismatch(saved_config, argv):
     behaviour, and hours of finished runs should not be lost to an unrelated new option. It is
     reported, so a reader can judge.
     """
-    parsed = train.get_args_parser().parse_args(argv)
-    plumbing.resolve_defaults(parsed)  # as train.main resolves them before config.json is written
-    want = json.loads(json.dumps(vars(parsed), default=str))
+    want = json.loads(json.dumps(vars(resolved(argv)), default=str))
     want = {k: v for k, v in want.items() if k not in NOT_RESULTS}
     differ = [f"{k}: {saved_config[k]!r} on disk, {v!r} now" for k, v in want.items()
               if k in saved_config and saved_config[k] != v]
     return differ, sorted(k for k in want if k not in saved_config)
 
 
-def plan(table, seeds, rows, out):
+def plan(table, seeds, rows, out, passthrough=(), val=False, settings=None):
     """-> list of (row, seed, skip_ce) to run now, seed-major, in table order.
 
-    `table` holds the finished runs (collect()). Per seed, student_ce (the CE row) must come from
-    one run: a finished run that has it, a started run that will produce it, or else the first
-    not-yet-started selected row. A started run keeps the --skip-student-ce it started with
-    (train.py's --resume refuses checkpoints written with other settings).
+    `table` holds the finished runs (collect()). A CE row comes from a distillation run of the
+    same seed with its student setting (a started run that trains student_ce, else the first
+    not-yet-started one), or else from a run of its own. A started run keeps the
+    --skip-student-ce it started with (train.py --resume refuses other settings).
     """
+    key = {r: student_setting(resolved(row_argv(r, 0, out, list(passthrough), val, False, settings)))
+           for r in rows}
     todo = []
     for seed in seeds:
-        # (selecting an own-CE row selects the distillation run that produces it)
-        pending = [r for r in DISTILL_ROWS if (r in rows or OWN_CE.get(r) in rows) and seed not in table[r]]
-        started = {r: load_json(os.path.join(run_dir(out, r, seed), "config.json")) for r in pending}
-        makes_ce = any(c is not None and not c["skip_student_ce"] for r, c in started.items()
-                       if r not in OWN_CE)
-        want_ce = "ce" in rows and seed not in table["ce"] and not makes_ce
-        for row in pending:
-            if row in OWN_CE:  # its CE baseline is its own, never the shared one
-                todo.append((row, seed, False))
-                continue
-            skip = started[row]["skip_student_ce"] if started[row] else not want_ce
-            want_ce = want_ce and skip  # this run produces student_ce: nobody else has to
-            todo.append((row, seed, skip))
-        if want_ce:  # every selected row is finished without it: a run of its own
-            todo.append(("ce", seed, False))
+        distill = [r for r in rows if not ROWS[r].ce and seed not in table[r]]
+        started = {r: load_json(os.path.join(run_dir(out, r, seed), "config.json")) for r in distill}
+        carries = {r: started[r] is not None and not started[r]["skip_student_ce"] for r in distill}
+        alone = []
+        for c in (r for r in rows if ROWS[r].ce and seed not in table[r]):
+            own = load_json(os.path.join(run_dir(out, c, seed), "config.json")) is not None
+            match = [r for r in distill if key[r] == key[c] and (started[r] is None or carries[r])]
+            if own or not match:  # (a CE row's own run, once started, is finished as it began)
+                alone.append(c)
+            else:  # prefer a run that already produces it
+                carries[next((r for r in match if carries[r]), match[0])] = True
+        todo += [(r, seed, not carries[r]) for r in distill] + [(c, seed, False) for c in alone]
     return todo
 
 
+# ------------------------------------------------------------------------------------ running
+def run_all(todo, argvs, jobs=1, threads=None):
+    """Run train.py for every planned run: in this process (jobs = 1) or as up to `jobs`
+    subprocesses with `threads` torch threads each. The first run of each seed (and teacher
+    init) goes alone, so the others find its teachers in the cache instead of training them too."""
+    if jobs <= 1:
+        for i, ((row, seed, _), argv) in enumerate(zip(todo, argvs)):
+            print(f"[ablate] {i + 1}/{len(todo)} row {row} seed {seed}: python train.py "
+                  f"{shlex.join(argv)}", flush=True)
+            try:
+                train.main(argv)
+            except train.NonFiniteLoss as e:  # one diverged run should not cost the other rows
+                print(f"[ablate] row {row} seed {seed} diverged and is left out of the table: {e}")
+        return
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads or max(1, (os.cpu_count() or 1) // jobs))}
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
+    gate = lambda job: (job[0][1], OWN_TEACHERS.get(job[0][0], "pretrained"))  # (seed, teachers)
+    pending, running, opened, closed = list(zip(todo, argvs)), {}, set(), set()
+    t0, done = time.time(), 0
+    try:
+        while pending or running:
+            for job in list(pending):
+                if len(running) >= jobs:
+                    break
+                if gate(job) in opened and gate(job) not in closed:
+                    continue  # this seed's teachers are being trained by its first run
+                (row, seed, _), argv = job
+                folder = argv[argv.index("--out") + 1]
+                os.makedirs(folder, exist_ok=True)
+                log = open(os.path.join(folder, "train.log"), "a")
+                running[subprocess.Popen([sys.executable, script, *argv], stdout=log,
+                                         stderr=subprocess.STDOUT, env=env)] = (job, log, time.time())
+                opened.add(gate(job))
+                pending.remove(job)
+            time.sleep(1)
+            for proc in [p for p in running if p.poll() is not None]:
+                job, log, start = running.pop(proc)
+                log.close()
+                closed.add(gate(job))
+                done += 1
+                (row, seed, _), argv = job
+                folder = argv[argv.index("--out") + 1]
+                res = load_json(os.path.join(folder, "results.json"))
+                stage = "student_ce" if ROWS[row].ce else "student"
+                what = (f"clip_acc@1 {res['models'][stage]['clip_acc@1']:.1f}" if res else
+                        f"FAILED (exit code {proc.returncode}; see {folder}/train.log)")
+                left = (time.time() - t0) / done * (len(todo) - done)
+                print(f"[ablate] {done}/{len(todo)} {folder}: {what} in {time.time() - start:.0f} s; "
+                      f"about {left / 60:.0f} min left", flush=True)
+    finally:  # Ctrl-C: stop the children too (each resumes from its last epoch on a rerun)
+        for proc in running:
+            proc.terminate()
+
+
 # ------------------------------------------------------------------------------- the table
-def collect(seeds, out, passthrough, val, selected):
+def collect(seeds, out, passthrough, val, selected, settings=None):
     """Finished results -> {row: {seed: {metric: value, ...}}} plus warnings.
 
     Every row finished under `out` for these seeds is included (not only the selected ones), so
     running a subset later does not drop rows from the table; a finished run made with other
-    settings is an error if selected, else left out with a warning.
+    settings is an error if selected, else left out with a warning. A CE row is read from its own
+    run, else from a distillation run of its seed with its student setting.
     """
     table, warnings, predates = {r: {} for r in ROWS}, [], {}
-    # "ce" last: its own folder is only the fallback when no distillation run carries student_ce.
-    for row in [*DISTILL_ROWS, "ce"]:
+    key = {r: student_setting(resolved(row_argv(r, 0, out, passthrough, val, False, settings)))
+           for r in ROWS if ROWS[r].ce and (r not in MATCHED or r in (settings or {}))}
+    for row in sorted(ROWS, key=lambda r: not ROWS[r].ce):  # CE rows' own runs first
         for seed in seeds:
             folder = run_dir(out, row, seed)
             res = load_json(os.path.join(folder, "results.json"))
             if res is None:
                 continue
-            stale, newer = settings_mismatch(res["config"],
-                                             row_argv(row, seed, out, passthrough, val, True))
+            stale, newer = settings_mismatch(res["config"], row_argv(row, seed, out, passthrough, val,
+                                                                     True, settings))
             if newer:
                 predates[tuple(newer)] = predates.get(tuple(newer), 0) + 1
             if stale:
@@ -232,23 +351,18 @@ def collect(seeds, out, passthrough, val, selected):
                     raise SystemExit(msg)
                 warnings.append(f"left out: {msg}")
                 continue
-            if row != "ce":  # (the ce/seed<k> folder's distilled student is not a row)
-                table[row][seed] = {**_entry(res, "student"), "folder": folder,
-                                    "run_seconds": res["seconds"]}
-            if row in OWN_CE:
-                if "student_ce" in res["models"]:
-                    table[OWN_CE[row]][seed] = {**_entry(res, "student_ce"), "folder": folder,
-                                                "run_seconds": 0.0}
-            elif "student_ce" in res["models"] and seed not in table["ce"]:
-                # The run's total time is counted once: with its row, or here for ce/seed<k>.
-                table["ce"][seed] = {**_entry(res, "student_ce"), "folder": folder,
-                                     "run_seconds": res["seconds"] if row == "ce" else 0.0}
+            stage = "student_ce" if ROWS[row].ce else "student"
+            table[row][seed] = {**_entry(res, stage), "folder": folder, "run_seconds": res["seconds"]}
+            if not ROWS[row].ce and "student_ce" in res["models"]:  # it carries CE rows
+                for c, k in key.items():
+                    if k == student_setting(res["config"]) and seed not in table[c]:
+                        table[c][seed] = {**_entry(res, "student_ce"), "folder": folder, "run_seconds": 0.0}
     for flags, n in predates.items():  # one line per set of flags, not one per run
         warnings.append(f"{n} finished run(s) predate train.py flag(s) "
                         f"{', '.join('--' + k.replace('_', '-') for k in flags)} (run without them)")
     # Teachers must be shared within a seed (the cache at work); say so loudly if not.
     for seed in seeds:
-        seen = {json.dumps({k: v for k, v in r[seed].items() if "teacher" in k})
+        seen = {json.dumps({k: v for k, v in r[seed].items() if "teacher_" in k and "seconds" not in k})
                 for row, r in table.items() if seed in r and row not in OWN_TEACHERS}
         if len(seen) > 1:
             warnings.append(f"seed {seed}: rows report different teacher accuracies, so the "
@@ -257,12 +371,17 @@ def collect(seeds, out, passthrough, val, selected):
 
 
 def _entry(res, stage):
-    """One model's numbers from a results.json, with both teachers' for reference."""
-    m, models = res["models"][stage], res["models"]
+    """One model's numbers from a results.json, with both teachers' and the costs."""
+    m, models, history = res["models"][stage], res["models"], res["history"].get(stage, [])
+    config, stage_seconds = res["config"], res.get("stage_seconds", {})
     return {**{k: m[k] for k in (*METRICS, "best_epoch")},
             **{f"{t}_{k}": models[t][k] for t in ("vit_teacher", "cnn_teacher") for k in METRICS},
+            "lr": config["lr"], "epochs": config["epochs"],
+            "videos": next((h["videos"] for h in reversed(history) if "videos" in h), None),
             # the stage's own training + evaluation time, without the teachers
-            "seconds": round(sum(h["seconds"] for h in res["history"].get(stage, [])), 1)}
+            "seconds": round(sum(h["seconds"] for h in history), 1),
+            # the teachers' time in this run: their fine-tuning, or ~1 s when loaded from the cache
+            "teacher_seconds": sum(stage_seconds.get(k, 0.0) for k in ("vit_teacher", "cnn_teacher"))}
 
 
 def mean_std(values):
@@ -279,29 +398,54 @@ def fmt(values):
     return f"{m:.1f}" if math.isnan(s) else f"{m:.1f} ± {s:.1f}"
 
 
-def claims(table):
-    """The paper's ordering checks, computed from the table -> list of dicts (one per line)."""
+def paired(table, a, b, metric="clip_acc@1"):
+    """-> (seeds both rows have, A's values, B's values); B = "vit_teacher": A's seed's teacher."""
+    if b == "vit_teacher":
+        seeds = sorted(table[a])
+        return seeds, [table[a][s][metric] for s in seeds], [table[a][s][f"vit_teacher_{metric}"] for s in seeds]
+    seeds = sorted(set(table[a]) & set(table[b]))
+    return seeds, [table[a][s][metric] for s in seeds], [table[b][s][metric] for s in seeds]
+
+
+def claims(table, metrics=("clip_acc@1", "video_acc@1")):
+    """The paper's claims as paired comparisons over seeds -> list of dicts (one per line)."""
     lines = []
     for a, b, what in CLAIMS:
-        seeds = sorted(set(table[a]) & set(table[b]))  # paired: only seeds both rows have
-        if not seeds:
-            continue
-        for metric in ("clip_acc@1", "video_acc@1"):
-            va, vb = [table[a][s][metric] for s in seeds], [table[b][s][metric] for s in seeds]
-            (ma, sa), (mb, sb) = mean_std(va), mean_std(vb)
-            pooled = math.sqrt((sa ** 2 + sb ** 2) / 2)  # nan with one seed: no std to compare to
-            diff = ma - mb
-            # 0/0 (identical constant rows) is "no difference", d/0 an infinitely clear one.
-            z = (0.0 if diff == 0 else math.copysign(math.inf, diff)) if pooled == 0 else diff / pooled
-            lines.append({"comparison": what, "a": a, "b": b, "metric": metric, "mean_a": ma,
-                          "mean_b": mb, "diff": diff, "pooled_std": pooled, "z": z,
-                          "wins": sum(x > y for x, y in zip(va, vb)), "seeds": len(seeds)})
+        for metric in metrics:
+            seeds, va, vb = paired(table, a, b, metric)
+            if not seeds:
+                continue
+            d = [x - y for x, y in zip(va, vb)]
+            lo, hi = stats.paired_bootstrap_ci(d)
+            lines.append({"claim": what, "a": a, "b": b, "metric": metric, "seeds": len(seeds),
+                          "mean_a": statistics.fmean(va), "mean_b": statistics.fmean(vb),
+                          "diff": statistics.fmean(d), "lo": lo, "hi": hi,
+                          "share": stats.share_greater(va, vb), "verdict": stats.verdict(lo, hi)})
     return lines
+
+
+READING = {"shown": "yes, on this benchmark", "reversed": "no: the opposite holds here",
+           "not resolved": "unknown: the seeds do not separate the two"}
+
+
+def box(table, where):
+    """The answers on top: one line per claim (clip_acc@1) -> markdown."""
+    lines = [c for c in claims(table, ("clip_acc@1",))]
+    if not lines:
+        return "(no pair of compared rows has finished yet)"
+    rows = [[c["claim"], f"`{c['a']}` - `{c['b']}`", f"{c['diff']:+.1f}", f"[{c['lo']:+.1f}, {c['hi']:+.1f}]",
+             f"{c['share'] * c['seeds']:g}/{c['seeds']}", f"**{c['verdict']}**", READING[c["verdict"]]]
+            for c in lines]
+    return "\n".join([
+        f"What the benchmark says about the paper's claims ({where}; clip_acc@1 points; each row "
+        f"at its own tuned rate and epochs; paired seeds, 95% percentile bootstrap CI of the mean "
+        f"difference, {stats.RESAMPLES:,} resamples; shown = CI above 0, reversed = below 0):", "",
+        md_table(["claim", "A - B", "mean", "95% CI", "seeds A > B", "verdict", "reading"], rows)])
 
 
 def write_csv(path, table):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    cols = ["row", "label", "seed", *METRICS, "best_epoch",
+    cols = ["row", "label", "seed", "lr", "epochs", *METRICS, "best_epoch", "videos",
             *[f"{t}_{k}" for t in ("vit_teacher", "cnn_teacher") for k in METRICS],
             "seconds", "folder"]
     with open(path, "w", newline="") as f:
@@ -309,29 +453,35 @@ def write_csv(path, table):
         w.writeheader()
         for row in ROWS:
             for seed in sorted(table[row]):
-                w.writerow({"row": row, "label": ROWS[row][0], "seed": seed, **table[row][seed]})
+                w.writerow({"row": row, "label": ROWS[row].label, "seed": seed, **table[row][seed]})
+
+
+def num(x, f="{:.1f}"):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f.format(x)
 
 
 def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
     """The RESULTS.md section as markdown."""
     column = lambda r, k: [v[k] for v in table[r].values()]  # one metric of a row, over seeds
-    rows = [[r, ROWS[r][0], *(fmt(column(r, k)) for k in METRICS), f"{len(table[r])}/{len(args.seeds)}"]
+
+    def spread(r):  # the evaluation split's own noise at the row's mean accuracy
+        p, n = mean_std(column(r, "clip_acc@1"))[0] / 100, next(iter(table[r].values()))["videos"]
+        return num(100 * stats.sampling_error(p, n)) if n else "-"
+
+    rows = [[r, ROWS[r].label, "/".join(sorted({f"{v:g}" for v in column(r, "lr")})),
+             "/".join(sorted({str(v) for v in column(r, "epochs")})),
+             *(fmt(column(r, k)) for k in METRICS[:2]), spread(r), len(table[r])]
             for r in ROWS if table[r]]
     # Teachers: one value per seed (every row of a seed shares them), from any row that has it.
     per_seed = {s: v for r in ROWS if r not in OWN_TEACHERS for s, v in table[r].items()}
-    teacher_rows = [[t, *(fmt([v[f"{t}_{k}"] for v in per_seed.values()]) for k in METRICS),
+    teacher_rows = [[t, *(fmt([v[f"{t}_{k}"] for v in per_seed.values()]) for k in METRICS[:2]),
                      len(per_seed)] for t in ("vit_teacher", "cnn_teacher")]
-    teacher_rows += [[f"{t} ({how}, row {r})", *(fmt(column(r, f"{t}_{k}")) for k in METRICS),
+    teacher_rows += [[f"{t} ({how}, row {r})", *(fmt(column(r, f"{t}_{k}")) for k in METRICS[:2]),
                       len(table[r])] for r, how in OWN_TEACHERS.items() if table[r]
                      for t in ("vit_teacher", "cnn_teacher")]
-
-    def num(x, f="{:.1f}"):
-        return "-" if math.isnan(x) else ("inf" if math.isinf(x) else f.format(x))
-
-    claim_rows = [[c["comparison"], c["metric"], f"{c['a']} vs {c['b']}", num(c["mean_a"]),
-                   num(c["mean_b"]), num(c["diff"], "{:+.1f}"), num(c["pooled_std"]),
-                   num(c["z"], "{:+.2f}"), "-" if math.isnan(c["z"]) else "yes" if c["z"] > 2 else "no",
-                   f"{c['wins']}/{c['seeds']}"] for c in claims(table)]
+    claim_rows = [[c["claim"], c["metric"], f"{c['a']} - {c['b']}", num(c["mean_a"]), num(c["mean_b"]),
+                   num(c["diff"], "{:+.1f}"), f"[{c['lo']:+.1f}, {c['hi']:+.1f}]",
+                   f"{c['share'] * c['seeds']:g}/{c['seeds']}", c["verdict"]] for c in claims(table)]
     config = {}
     if per_seed:  # the settings every row shares, from any finished run
         first = next(iter(per_seed.values()))["folder"]
@@ -341,35 +491,30 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
     all_seconds = sum(v["run_seconds"] for r in table.values() for v in r.values())
     student_seconds = sum(v["seconds"] for r in table.values() for v in r.values())
     csv_rel = os.path.relpath(csv_path, os.path.dirname(os.path.abspath(args.results)))
-    every = config.get("eval_every") or 0
-    evaluated = (f"every {every} epochs and the last evaluated" if every else
-                 "only the last epoch evaluated (--eval-every 0), so it equals the last")
     lines = [
         f"## Ablation ({'validation part of the training split' if args.val else 'test split'}, "
         f"preset `{config.get('preset', '?')}`, dataset `{config.get('dataset', '?')}`)", "",
         f"Command: `{command}`  ",
         f"Seeds: {' '.join(map(str, args.seeds))}; train.py arguments shared by every row: "
-        f"`{shlex.join(passthrough) or '(defaults)'}`; student epochs {config.get('epochs', '?')}, "
+        f"`{shlex.join(passthrough) or '(defaults)'}`; each row's rate and epochs: "
+        f"{'`' + os.path.relpath(args.tuned) + '` (python ablate.py --tune)' if args.tuned else 'train.py defaults'}; "
         f"teacher epochs {config.get('teacher_epochs', '?')} (ViT "
         f"{config.get('vit_teacher_epochs') or config.get('teacher_epochs', '?')}); evaluated on "
         f"{split}.  ",
         f"Each cell: mean ± sample std over seeds of the last epoch's metric (clip_acc@1: the "
         f"centered view; video_acc@1: softmax averaged over {config.get('eval_clips', '?')} clips "
-        f"x {config.get('eval_crops', '?')} crops); best-epoch clip_acc@1 is the best epoch's "
-        f"value per seed among the evaluated epochs (picked on the evaluated split, so optimistic; "
-        f"{evaluated}). Per-seed numbers: "
-        f"`{csv_rel}`.", "",
-        md_table(["row", "method", "clip_acc@1", "video_acc@1", "best-epoch clip_acc@1", "seeds"],
-                 rows), "",
+        f"x {config.get('eval_crops', '?')} crops). Sampling error: the evaluation split's own "
+        f"noise on the row's mean clip_acc@1, sqrt(p(1-p)/n) over its n videos, to set beside the "
+        f"spread over seeds. Per-seed numbers: `{csv_rel}`.", "",
+        md_table(["row", "method", "lr", "epochs", "clip_acc@1", "video_acc@1", "sampling error",
+                  "seeds"], rows), "",
         "Teachers (trained once per seed, shared by all rows of the seed):", "",
-        md_table(["teacher", "clip_acc@1", "video_acc@1", "best-epoch clip_acc@1", "seeds"],
-                 teacher_rows), "",
-        "Claims, computed from the runs above (std = pooled sample std of the two rows over the "
-        "seeds both have, sqrt((s_A^2 + s_B^2) / 2); the seeds are paired: same teachers, same "
-        "data):", "",
-        md_table(["comparison", "metric", "A vs B", "mean A", "mean B", "A - B", "pooled std",
-                  "(A - B) / std", "A - B > 2 std", "seeds with A > B"], claim_rows)
-        if claim_rows else "(no pair of compared rows has finished)", "",
+        md_table(["teacher", "clip_acc@1", "video_acc@1", "seeds"], teacher_rows), "",
+        f"Claims, computed from the runs above (paired by seed: A - B per seed, its mean, the 95% "
+        f"percentile bootstrap CI of that mean over {stats.RESAMPLES:,} resamples of the seeds, "
+        f"the seeds where A > B, and the verdict: shown = CI above 0, reversed = CI below 0):", "",
+        md_table(["claim", "metric", "A - B", "mean A", "mean B", "A - B", "95% CI", "seeds A > B",
+                  "verdict"], claim_rows) if claim_rows else "(no pair of compared rows has finished)", "",
         f"Wall time: {wall:.0f} s for this invocation ({n_run} runs started, the rest were "
         f"finished before); the finished runs took {all_seconds:.0f} s in train.py in all, "
         f"{student_seconds:.0f} s of it in the student stages.  ",
@@ -378,6 +523,139 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
     if warnings:
         lines += ["", *[f"**Warning:** {w}" for w in warnings]]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ tuning
+def tune_means(points, row):
+    """{(lr, epochs): {row: {seed: entry}}} -> {(lr, epochs): mean validation clip_acc@1} of a row."""
+    return {pt: statistics.fmean(v["clip_acc@1"] for v in t[row].values())
+            for pt, t in points.items() if t.get(row)}
+
+
+def matched_epochs(points, chosen, with_teachers):
+    """Epochs of CE that cost what the full method costs at its tuned setting.
+
+    Costs are seconds per epoch measured in the tuning runs (median over every run of the full
+    method's student stage and of the CE stage; they run side by side with other jobs, so this
+    is wall time under the sweep's own load); with_teachers adds the median over seeds of the
+    teachers' fine-tuning (the run of each seed that trained them, not one that loaded them)."""
+    per_epoch = lambda row: statistics.median(v["seconds"] / v["epochs"] for t in points.values()
+                                              for v in t.get(row, {}).values())
+    s_full, s_ce = per_epoch("full"), per_epoch("ce")
+    cost = chosen["full"]["epochs"] * s_full
+    if with_teachers:
+        seeds = {s for t in points.values() for r in t.values() for s in r}
+        cost += statistics.median(max(v["teacher_seconds"] for t in points.values() for r, rv in t.items()
+                                      if r not in OWN_TEACHERS for s2, v in rv.items() if s2 == s)
+                                  for s in seeds)
+    return max(1, round(cost / s_ce)), {"full_s_per_epoch": round(s_full, 3), "ce_s_per_epoch": round(s_ce, 3)}
+
+
+def tune(args, passthrough, command):
+    """The coordinate search of the reading guide -> the chosen settings (also written)."""
+    rows = [r for r in args.rows if r not in MATCHED]
+    init = {r: student_setting(resolved([*passthrough, *ROWS[r].flags]))[0] for r in rows}
+    grid = {r: args.tune_rates or TUNE_RATES[init[r]] for r in rows}
+    budgets = args.tune_epochs
+    points = {}  # (lr, epochs) -> that grid point's table
+
+    def run_round(wanted):  # wanted: {row: (lr, epochs)} or {row: [(lr, epochs), ...]}
+        by_point = {}
+        for r, pts in wanted.items():
+            for pt in pts:
+                by_point.setdefault(pt, []).append(r)
+        todo, argvs, outs = [], [], {}
+        for (lr, ep), rs in sorted(by_point.items()):
+            out = tune_dir(args.out, lr, ep)
+            extra = [*passthrough, "--lr", f"{lr:g}", "--epochs", str(ep)]
+            table, _ = collect(args.seeds, out, extra, True, rs)
+            for job in plan(table, args.seeds, rs, out, extra, True):
+                todo.append(job), argvs.append(row_argv(job[0], job[1], out, extra, True, job[2]))
+            outs[(lr, ep)] = (out, extra, rs)
+        # seed-major across grid points: each seed's first run trains its teachers early
+        order = sorted(range(len(todo)), key=lambda i: todo[i][1])
+        print(f"[ablate --tune] {len(todo)} runs to train at {len(by_point)} grid points", flush=True)
+        run_all([todo[i] for i in order], [argvs[i] for i in order], args.jobs, args.threads)
+        for pt, (out, extra, rs) in outs.items():
+            points[pt] = {**points.get(pt, {}), **{r: v for r, v in collect(args.seeds, out, extra, True, rs)[0].items() if v}}
+
+    t0 = time.time()
+    run_round({r: [(lr, budgets[0]) for lr in grid[r]] for r in rows})
+    best_lr = {r: max((lr for lr in grid[r] if (lr, budgets[0]) in tune_means(points, r)),
+                      key=lambda lr: tune_means(points, r)[(lr, budgets[0])], default=None) for r in rows}
+    climbing = {r: 0 for r in rows if best_lr[r] is not None}  # row -> index of its last budget
+    while climbing:
+        run_round({r: [(best_lr[r], budgets[i + 1])] for r, i in climbing.items() if i + 1 < len(budgets)})
+        nxt = {}
+        for r, i in climbing.items():
+            if i + 1 >= len(budgets):
+                continue
+            m = tune_means(points, r)
+            if m.get((best_lr[r], budgets[i + 1]), -math.inf) > m.get((best_lr[r], budgets[i]), math.inf):
+                nxt[r] = i + 1  # still improving: try the next budget
+        climbing = nxt
+    chosen = {}
+    for r in rows:
+        m = tune_means(points, r)
+        if m:
+            (lr, ep), val = max(m.items(), key=lambda kv: kv[1])
+            vals = [v["clip_acc@1"] for v in points[(lr, ep)][r].values()]
+            chosen[r] = {"lr": lr, "epochs": ep, "val_clip_acc@1": round(val, 2),
+                         "val_std": round(mean_std(vals)[1], 2), "seeds": len(vals)}
+    cost = {}
+    if "full" in chosen and "ce" in chosen:
+        for r, with_teachers in MATCHED.items():
+            epochs, cost = matched_epochs(points, chosen, with_teachers)
+            chosen[r] = {"lr": chosen["ce"]["lr"], "epochs": epochs,
+                         "how": f"CE at {epochs} epochs costs what the full method's "
+                                f"{chosen['full']['epochs']} epochs cost" + (" with its teachers" if with_teachers else "")}
+    base = os.path.join(os.path.dirname(os.path.abspath(args.results)), "results")
+    os.makedirs(base, exist_ok=True)
+    tuned = {"command": command, "seeds": args.seeds, "rates": {r: list(grid[r]) for r in rows},
+             "epochs": budgets, "metric": "mean validation clip_acc@1 over seeds (--val-fraction 0.2)",
+             "cost": cost, "wall_seconds": round(time.time() - t0), "rows": chosen}
+    with open(args.tuned, "w") as f:
+        json.dump(tuned, f, indent=1)
+    with open(os.path.join(base, "tuning.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "lr", "epochs", "seed", "clip_acc@1", "video_acc@1", "folder"])
+        for (lr, ep), t in sorted(points.items()):
+            for r in ROWS:
+                for seed, v in sorted(t.get(r, {}).items()):
+                    w.writerow([r, f"{lr:g}", ep, seed, v["clip_acc@1"], v["video_acc@1"], v["folder"]])
+    write_section(args.results, "tuning", render_tuning(tuned, points, rows, args, command))
+    print(f"[ablate --tune] wrote {args.tuned}; {time.time() - t0:.0f} s")
+    return tuned
+
+
+def render_tuning(tuned, points, rows, args, command):
+    """The tuning section: every grid point tried, per row, and the choice."""
+    lines = []
+    for r in rows:
+        m = tune_means(points, r)
+        if not m:
+            continue
+        cell = lambda pt: fmt([v["clip_acc@1"] for v in points[pt][r].values()])
+        tried = ", ".join(f"{lr:g} @ {ep}: {cell((lr, ep))}" for lr, ep in sorted(m, key=lambda p: (p[1], p[0])))
+        c = tuned["rows"][r]
+        lines.append([r, tried, f"**{c['lr']:g}, {c['epochs']}**"])
+    for r in MATCHED:
+        if r in tuned["rows"]:
+            lines.append([r, tuned["rows"][r]["how"], f"**{tuned['rows'][r]['lr']:g}, {tuned['rows'][r]['epochs']}**"])
+    cost = tuned["cost"]
+    return "\n".join([
+        "## Tuning (validation: 20% of the training videos held out; never the test split)", "",
+        f"Command: `{command}`  ",
+        f"Seeds {' '.join(map(str, args.seeds))}; every row: each rate of its grid at "
+        f"{tuned['epochs'][0]} epochs, then longer budgets ({', '.join(map(str, tuned['epochs'][1:]))}) "
+        f"at the best rate while the mean improved. Cells: rate @ epochs: validation clip_acc@1, "
+        f"mean ± std over seeds. Chosen: the best mean. Per-run numbers: `results/tuning.csv`; "
+        f"the choices: `results/tuned.json`.  ",
+        (f"Costs for the matched CE rows (seconds per epoch, median over the tuning runs, 1 "
+         f"thread per process, {args.jobs} processes side by side): full method "
+         f"{cost['full_s_per_epoch']} s, CE {cost['ce_s_per_epoch']} s.  " if cost else ""),
+        f"Wall time {tuned['wall_seconds']} s. Machine: {machine()}.", "",
+        md_table(["row", "tried (rate @ epochs: val clip_acc@1)", "chosen (rate, epochs)"], lines)])
 
 
 # ------------------------------------------------------------------------------------- main
@@ -393,37 +671,49 @@ def main(argv=None):
     # Parsing the passthrough with train.py's own parser catches typos now, not hours later.
     given = vars(train.get_args_parser().parse_args(passthrough))
     defaults = vars(train.get_args_parser().parse_args([]))
-    clash = [k for k in OWNED if given[k] != defaults[k]]
+    owned = OWNED + (("lr", "epochs") if args.tune else ())
+    clash = [k for k in owned if given[k] != defaults[k]]
     if clash:
         raise SystemExit(f"ablate.py sets {', '.join('--' + k.replace('_', '-') for k in clash)} "
-                         f"itself; use --seeds / --out / --val / --rows instead")
-    args.out = args.out or ("runs/ablation_val" if args.val else "runs/ablation")
-    args.results = args.results or (os.path.join(args.out, "RESULTS.md") if args.val else "RESULTS.md")
-    csv_path = os.path.join(os.path.dirname(os.path.abspath(args.results)), "results", "ablation.csv")
-    if args.threads:
+                         f"itself; use --seeds / --out / --val / --rows / --tune-rates / --tune-epochs instead")
+    args.val = args.val or args.tune
+    args.out = args.out or ("runs/tune" if args.tune else "runs/ablation_val" if args.val else "runs/ablation")
+    args.results = args.results or ("RESULTS.md" if args.tune or not args.val else os.path.join(args.out, "RESULTS.md"))
+    results_dir = os.path.join(os.path.dirname(os.path.abspath(args.results)), "results")
+    if args.tuned is None or args.tune:
+        args.tuned = args.tuned or os.path.join(results_dir, "tuned.json")
+    if args.threads and args.jobs <= 1:
         torch.set_num_threads(args.threads)
     command = "python ablate.py " + shlex.join(argv)
+    if args.tune:
+        return tune(args, passthrough, command)
+
+    tuned = load_json(args.tuned) if args.tuned and args.tuned != "none" else None
+    args.tuned = args.tuned if tuned else None
+    settings = (tuned or {}).get("rows", {})
+    missing = [r for r in args.rows if r in MATCHED and r not in settings]
+    if missing:  # their epochs come from the tuning's cost measurement
+        print(f"[ablate] rows {' '.join(missing)} need a tuned.json with them (python ablate.py "
+              f"--tune); left out", flush=True)
+        args.rows = [r for r in args.rows if r not in missing]
+    csv_path = os.path.join(results_dir, "ablation.csv")
 
     t0 = time.time()
     # What is finished (and whether it was made with these settings: stale runs fail here, early).
-    table, _ = collect(args.seeds, args.out, passthrough, args.val, args.rows)
-    todo = plan(table, args.seeds, args.rows, args.out)
+    table, _ = collect(args.seeds, args.out, passthrough, args.val, args.rows, settings)
+    todo = plan(table, args.seeds, args.rows, args.out, passthrough, args.val, settings)
     print(f"[ablate] {len(todo)} runs to train, rows {' '.join(args.rows)}, seeds "
           f"{' '.join(map(str, args.seeds))}; finished runs under {args.out} are skipped", flush=True)
-    for i, (row, seed, skip_ce) in enumerate(todo):
-        targv = row_argv(row, seed, args.out, passthrough, args.val, skip_ce)
-        print(f"[ablate] {i + 1}/{len(todo)} row {row} seed {seed}: python train.py "
-              f"{shlex.join(targv)}", flush=True)
-        try:
-            train.main(targv)
-        except train.NonFiniteLoss as e:  # one diverged run should not cost the other rows
-            print(f"[ablate] row {row} seed {seed} diverged and is left out of the table: {e}")
+    run_all(todo, [row_argv(r, s, args.out, passthrough, args.val, skip, settings) for r, s, skip in todo],
+            args.jobs, args.threads)
 
-    table, warnings = collect(args.seeds, args.out, passthrough, args.val, args.rows)
+    table, warnings = collect(args.seeds, args.out, passthrough, args.val, args.rows, settings)
     wall = time.time() - t0
     write_csv(csv_path, table)
     body = render(table, warnings, args, passthrough, command, wall, len(todo), csv_path)
     write_section(args.results, "ablation", body)
+    where = "validation" if args.val else "test split"
+    write_section(args.results, "claims", box(table, where))
     print(f"\n{body}\n\n[ablate] total wall time {wall:.0f} s; wrote {args.results} and {csv_path}")
     return table
 
@@ -433,5 +723,5 @@ if __name__ == "__main__":
         main()
     except KeyboardInterrupt:
         print("\ninterrupted: rerun the same command; finished runs are skipped and the "
-              "interrupted one continues from its last epoch")
+              "interrupted ones continue from their last epoch")
         raise SystemExit(130)

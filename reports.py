@@ -45,7 +45,9 @@ def results(args, preset, trained, metrics, seconds, stage_seconds=None):
             model, spec = trained.get(role, trained["student"])
             name = preset[role if role.endswith("teacher") else "student"]
             rows[role] = model_row(name, model, spec, metrics[role])
-    s, v = rows["student"], rows["vit_teacher"]
+    # (a CE-only run, train.py --skip-student, has no distilled student: its cost is the same)
+    s = rows.get("student") or model_row(preset["student"], *trained["student"], {"last": {}, "best": None})
+    v = rows["vit_teacher"]
     return {"config": vars(args), "models": rows,
             "reduction_vs_vit": {"params_%": 100 * (1 - s["params"] / v["params"]),
                                  "gmacs_%": 100 * (1 - s["gmacs"] / v["gmacs"])},

@@ -16,7 +16,7 @@ Read top to bottom: arguments -> data -> teachers -> one training step -> evalua
                              RKD  = w_d * L_D + w_a * L_A   (Park et al.'s 25 and 50),
                          so with gamma = 0.01 the distance loss weighs 0.25 and the angle loss
                          0.5. The SDD head (phi projections + SDB) trains with the student and is
-                         dropped from the saved student.
+                         dropped from the saved student. (--skip-student stops after stage 2.)
     report               clip_acc@1 / video_acc@1 of all four models (best and last epoch),
                          params, GMACs, and <out>/results.json, student.pt, log.csv, config.json.
 
@@ -102,6 +102,9 @@ def get_args_parser():
     g.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off), for RKD spikes")
     g.add_argument("--warmup-epochs", type=float, default=2.0, help="linear warm-up length")
     g.add_argument("--skip-student-ce", action="store_true", help="skip the CE-only baseline")
+    g.add_argument("--skip-student", action="store_true",
+                   help="train the CE-only baseline and stop: no distillation (the teachers are still "
+                        "fine-tuned or loaded, for the report); ablate.py's CE rows")
     g = p.add_argument_group("distillation (Paper: loss = CE + alpha*KD + beta*SDD + gamma*RKD)")
     g.add_argument("--alpha", type=float, default=1.0, help="alpha: weight of the DATW KD term")
     g.add_argument("--beta", type=float, default=1.0, help="beta: weight of the SDD term")
@@ -290,6 +293,8 @@ def main(argv=None):
     args = get_args_parser().parse_args(argv)
     if args.preset not in models.PRESETS:
         raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
+    if args.skip_student and args.skip_student_ce:
+        raise SystemExit("--skip-student with --skip-student-ce leaves no student to train; drop one")
     plumbing.resolve_defaults(args)  # the init-dependent defaults; --dry-run clamps them to 2
     args.device = plumbing.setup_distributed(args.device)
     preset, t_start, seconds = models.PRESETS[args.preset], time.time(), {}  # seconds: per stage
@@ -322,13 +327,16 @@ def main(argv=None):
                                                  ckpt_path=os.path.join(args.out, "ckpt_student_ce.pt"))
 
     # stage 3: distillation -- the same student initialization, plus the training-only SDD head
-    seed_everything(args.seed, "student", "init")
-    student = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
-    net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
-    with plumbing.timed(seconds, "student"):
-        metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
-                                          train_one_epoch, evaluate, teachers=teachers, eval_model=student,
-                                          ckpt_path=os.path.join(args.out, "ckpt_student.pt"))
+    if args.skip_student:  # a CE-only run (ablate.py's CE rows): student_ce is its student.pt
+        student = student_ce
+    else:
+        seed_everything(args.seed, "student", "init")
+        student = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
+        net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
+        with plumbing.timed(seconds, "student"):
+            metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
+                                              train_one_epoch, evaluate, teachers=teachers, eval_model=student,
+                                              ckpt_path=os.path.join(args.out, "ckpt_student.pt"))
 
     # report: accuracy and cost of every model; the student's reduction vs the ViT teacher
     trained = {**{f"{role}_teacher": (t.tap.model, t.spec) for role, t in teachers.items()},  # vit, cnn

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import ablate
+import data
 import bench
 import models
 import plumbing
@@ -58,9 +59,12 @@ def test_ablation_writes_csv_and_its_section_with_the_selected_rows(sweep):
     text = (tmp / "RESULTS.md").read_text()
     section = reports.get_section(text, "ablation")
     assert "| ce | CE only" in section and "| datw | DATW |" in section and "| uniform |" in section
-    assert "| DATW vs uniform teacher weights | clip_acc@1 | datw vs uniform |" in section
+    assert "| DATW beats uniform teacher weights | clip_acc@1 | datw - uniform |" in section
     assert "| full |" not in section  # rows that did not run are not in the table
     assert "Wall time:" in section and "Machine:" in section and "nproc" in section
+    assert "ce_matched" not in section  # no tuned.json: the compute-matched rows cannot exist
+    box = reports.get_section(text, "claims")  # the answers, written beside the table
+    assert "| DATW beats uniform teacher weights | `datw` - `uniform` |" in box
     assert "vit_teacher" in section and "cnn_teacher" in section
 
 
@@ -148,10 +152,43 @@ def test_flags_that_ablate_sets_itself_are_refused_after_the_separator():
         ablate.main(["--rows", "ce,nope"])
 
 
+def test_tuning_reads_only_the_training_videos_and_writes_each_rows_choice(sweep, tmp_path, monkeypatch):
+    _, argv, _ = sweep
+    subsets, real = [], data.HMDB51
+
+    def recording(*a, **kw):  # every dataset a run builds, by the videos it reads
+        subsets.append(kw.get("subset"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(data, "HMDB51", recording)
+    cut = argv.index("--epochs")  # the tuner sets the epochs itself
+    argv = argv[:cut] + argv[cut + 2:]
+    results = tmp_path / "RESULTS.md"
+    tuned = ablate.main(["--tune", "--rows", "ce", "full", "--seeds", "0", "1", "--out", str(tmp_path / "tune"),
+                         "--results", str(results), "--tune-rates", "0.001", "0.002", "--tune-epochs", "1", "2",
+                         *argv[argv.index("--"):]])
+    assert subsets and set(subsets) == {"train"}  # held-out training videos, never the test split
+    on_disk = json.load(open(tmp_path / "results" / "tuned.json"))
+    assert on_disk["rows"] == tuned["rows"]
+    for row in ("ce", "full"):
+        assert tuned["rows"][row]["lr"] in (0.001, 0.002) and tuned["rows"][row]["epochs"] in (1, 2)
+        assert tuned["rows"][row]["seeds"] == 2
+    # The matched rows: CE's rate, and at least the full method's epochs (a distillation epoch
+    # costs more than a CE epoch; with the teachers' fine-tuning counted, more still).
+    m, mt = tuned["rows"]["ce_matched"], tuned["rows"]["ce_matched_teachers"]
+    assert m["lr"] == mt["lr"] == tuned["rows"]["ce"]["lr"]
+    assert tuned["rows"]["full"]["epochs"] <= m["epochs"] <= mt["epochs"]
+    with open(tmp_path / "results" / "tuning.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert {(r["row"], r["lr"], r["epochs"]) for r in runs} >= {("ce", "0.001", "1"), ("ce", "0.002", "1"),
+                                                              ("full", "0.001", "1"), ("full", "0.002", "1")}
+    assert "## Tuning (validation" in reports.get_section(results.read_text(), "tuning")
+
+
 def test_plan_gives_ce_to_one_run_per_seed_and_a_started_run_keeps_its_setting(tmp_path):
     out = str(tmp_path)
     empty = {r: {} for r in ablate.ROWS}
-    # Nothing on disk: the first selected distillation row of each seed carries student_ce.
+    # Nothing on disk, one setting for all: the first distillation row of each seed carries CE.
     assert ablate.plan(empty, [0, 1], ["ce", "uniform", "full"], out) == [
         ("uniform", 0, False), ("full", 0, True), ("uniform", 1, False), ("full", 1, True)]
     # No CE asked for: every run skips it.
@@ -162,40 +199,61 @@ def test_plan_gives_ce_to_one_run_per_seed_and_a_started_run_keeps_its_setting(t
     assert ablate.plan(empty, [0], ["ce", "uniform", "full"], out) == [
         ("uniform", 0, True), ("full", 0, False)]
     assert "--resume" in ablate.row_argv("full", 0, out, [], False, False)
-    # Every selected row finished without CE: a run of its own (the datw recipe) in ce/seed<k>.
+    # Every selected distillation row finished: CE runs on its own, CE only (--skip-student).
     done = {**empty, "datw": {0: {}}}
     assert ablate.plan(done, [0], ["ce", "datw"], out) == [("ce", 0, False)]
-    assert ablate.row_argv("ce", 0, out, [], False, False)[:2] == ["--weighting", "datw"]
+    argv = ablate.row_argv("ce", 0, out, [], False, False)
+    assert "--skip-student" in argv and "--weighting" not in argv
 
 
-def test_a_row_with_its_own_student_init_trains_its_own_ce_baseline(tmp_path):
+def test_per_row_rate_and_epochs_reach_train_py_and_decide_who_carries_ce(tmp_path):
     out = str(tmp_path)
     empty = {r: {} for r in ablate.ROWS}
-    # Selecting the CE row of the zoo student selects the run that produces it, which
-    # never skips its student_ce and never carries the shared CE row.
-    assert ablate.plan(empty, [0], ["ce_student_zoo"], out) == [("full_student_zoo", 0, False)]
-    assert ablate.plan(empty, [0], ["ce", "full_student_zoo", "full"], out) == [
-        ("full", 0, False), ("full_student_zoo", 0, False)]
-    os.makedirs(tmp_path / "full_student_zoo" / "seed0")
-    json.dump({"skip_student_ce": False},
-              open(tmp_path / "full_student_zoo" / "seed0" / "config.json", "w"))
-    assert ablate.plan(empty, [0], ["ce", "full"], out) == [("full", 0, False)]
-    argv = ablate.row_argv("full_student_zoo", 0, out, [], False, False)
-    assert argv[argv.index("--student-init") + 1] == "pretrained" and "--skip-student-ce" not in argv
+    settings = {"ce": {"lr": 0.004, "epochs": 30}, "full": {"lr": 0.008, "epochs": 30},
+                "uniform": {"lr": 0.004, "epochs": 30}, "ce_matched": {"lr": 0.004, "epochs": 61}}
+    for row, (lr, epochs) in (("ce", (0.004, 30)), ("full", (0.008, 30)), ("ce_matched", (0.004, 61))):
+        args = ablate.resolved(ablate.row_argv(row, 0, out, ["--epochs", "15", "--lr", "1"], False,
+                                               False, settings))
+        assert (args.lr, args.epochs) == (lr, epochs)  # the row's own setting wins over `--`
+    # Only the row with CE's very setting may carry it; the matched row runs on its own.
+    assert ablate.plan(empty, [0], ["ce", "ce_matched", "full", "uniform"], out,
+                       settings=settings) == [("full", 0, True), ("uniform", 0, False),
+                                              ("ce_matched", 0, False)]
+    assert ablate.plan(empty, [0], ["ce", "full"], out, settings=settings) == [
+        ("full", 0, True), ("ce", 0, False)]
+    assert ablate.setting_flags({"lr": 0.016, "epochs": 60}) == ["--lr", "0.016", "--epochs", "60"]
 
 
-def test_claims_are_mean_differences_in_pooled_std_units():
-    row = lambda accs: {s: {"clip_acc@1": a, "video_acc@1": a} for s, a in enumerate(accs)}
+def test_the_zoo_students_ce_row_comes_from_its_own_init(tmp_path):
+    out = str(tmp_path)
+    empty = {r: {} for r in ablate.ROWS}
+    # The zoo student's CE row is carried by the zoo distillation run (same init, rate, epochs),
+    # never by a run whose student starts from random weights.
+    assert ablate.plan(empty, [0], ["ce_student_zoo", "full"], out) == [
+        ("full", 0, True), ("ce_student_zoo", 0, False)]
+    assert ablate.plan(empty, [0], ["ce", "full_student_zoo", "ce_student_zoo", "full"], out) == [
+        ("full_student_zoo", 0, False), ("full", 0, False)]
+    argv = ablate.row_argv("ce_student_zoo", 0, out, [], False, False)
+    assert argv[argv.index("--student-init") + 1] == "pretrained" and "--skip-student" in argv
+
+
+def test_claims_are_paired_differences_with_a_bootstrap_ci_and_a_verdict():
+    row = lambda accs: {s: {"clip_acc@1": a, "video_acc@1": a, "vit_teacher_clip_acc@1": 60.0,
+                            "vit_teacher_video_acc@1": 60.0} for s, a in enumerate(accs)}
     table = {r: {} for r in ablate.ROWS}
-    table.update(full=row([50.0, 52.0, 54.0]), ce=row([40.0, 42.0, 44.0]),
-                 datw=row([45.0, 45.0, 45.0]), uniform=row([45.0, 45.0, 45.0]))
+    # full beats ce by exactly 10 in every seed although both rows spread over 20 points
+    table.update(full=row([50.0, 60.0, 70.0]), ce=row([40.0, 50.0, 60.0]),
+                 datw=row([45.0, 44.0, 46.0]), uniform=row([46.0, 44.0, 45.0]))
     lines = {(c["a"], c["b"], c["metric"]): c for c in ablate.claims(table)}
     c = lines[("full", "ce", "clip_acc@1")]
-    # means 52 vs 42, sample stds 2 and 2 -> pooled 2 -> 5 std, full better in 3/3 seeds
-    assert (c["diff"], c["pooled_std"], c["z"], c["wins"]) == (10.0, 2.0, 5.0, 3)
-    assert lines[("datw", "uniform", "clip_acc@1")]["z"] == 0.0  # identical rows: no difference
+    assert (c["diff"], c["lo"], c["hi"], c["share"], c["verdict"]) == (10.0, 10.0, 10.0, 1.0, "shown")
+    c = lines[("datw", "uniform", "clip_acc@1")]  # -1, 0, +1: centred on 0
+    assert c["diff"] == 0.0 and c["lo"] < 0 < c["hi"] and c["verdict"] == "not resolved"
+    assert c["share"] == 0.5  # one win, one loss, one tie
+    c = lines[("full", "vit_teacher", "clip_acc@1")]  # the seed's own ViT teacher: 60
+    assert (c["diff"], c["verdict"]) == (0.0, "not resolved")
     assert ("full", "full_direct", "clip_acc@1") not in lines  # rows not run: no claim at all
-    assert math.isnan(ablate.mean_std([1.0])[1])
+    assert "| DATW beats uniform teacher weights | `datw` - `uniform` | +0.0 |" in ablate.box(table, "test")
 
 
 def test_sections_replace_only_their_own_text_and_refuse_half_markers(tmp_path):
