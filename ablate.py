@@ -128,6 +128,10 @@ CLAIMS = [("full", "ce", "dual-teacher KD beats CE, each at its best"),
           ("full_student_zoo", "ce_student_zoo", "distillation helps a pretrained student"),
           ("full", "vit_teacher", "the student reaches its ViT teacher")]
 METRICS = ("clip_acc@1", "video_acc@1", "best_clip_acc@1")
+# Seeds per row when --seeds is not given: more for the rows the main claims rest on.
+ROW_SEEDS = {r: 10 if r in ("ce", "ce_matched", "ce_matched_teachers", "uniform", "datw", "full",
+                            "full_direct") else 5 for r in ROWS}
+TUNE_SEEDS = [0, 1, 2]
 # Tuning grids: one per student initialization (every row with that student gets the same grid),
 # centred on train.py's default rate for it; budgets tried in order while validation improves.
 TUNE_RATES = {"scratch": (2e-3, 4e-3, 8e-3, 1.6e-2), "pretrained": (5e-4, 1e-3, 2e-3, 4e-3)}
@@ -142,8 +146,9 @@ NOT_RESULTS = ("resume", "workers", "preload", "device", "skip_student_ce", "cac
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 epilog="train.py arguments after `--` are passed to every row.")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                   help="run seeds (train.py --seed); statistics are over these (default: 0 1 2)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="run seeds (train.py --seed) of every row (default: 0 .. 9 for ce, the matched "
+                        "CE rows, uniform, datw, full, full_direct; 0 .. 4 for the others; --tune: 0 1 2)")
     p.add_argument("--rows", nargs="+", default=list(ROWS),
                    help=f"rows to run, space or comma separated (default: all): {', '.join(ROWS)}")
     p.add_argument("--out", default=None,
@@ -242,7 +247,8 @@ def settings_mismatch(saved_config, argv):
 
 
 def plan(table, seeds, rows, out, passthrough=(), val=False, settings=None):
-    """-> list of (row, seed, skip_ce) to run now, seed-major, in table order.
+    """-> list of (row, seed, skip_ce) to run now, seed-major, in table order. `seeds`: a list
+    for every row, or {row: its seeds}.
 
     `table` holds the finished runs (collect()). A CE row comes from a distillation run of the
     same seed with its student setting (a started run that trains student_ce, else the first
@@ -251,13 +257,15 @@ def plan(table, seeds, rows, out, passthrough=(), val=False, settings=None):
     """
     key = {r: student_setting(resolved(row_argv(r, 0, out, list(passthrough), val, False, settings)))
            for r in rows}
+    per_row = seeds if isinstance(seeds, dict) else {r: seeds for r in rows}
     todo = []
-    for seed in seeds:
-        distill = [r for r in rows if not ROWS[r].ce and seed not in table[r]]
+    for seed in sorted({s for r in rows for s in per_row[r]}):
+        here = [r for r in rows if seed in per_row[r]]
+        distill = [r for r in here if not ROWS[r].ce and seed not in table[r]]
         started = {r: load_json(os.path.join(run_dir(out, r, seed), "config.json")) for r in distill}
         carries = {r: started[r] is not None and not started[r]["skip_student_ce"] for r in distill}
         alone = []
-        for c in (r for r in rows if ROWS[r].ce and seed not in table[r]):
+        for c in (r for r in here if ROWS[r].ce and seed not in table[r]):
             own = load_json(os.path.join(run_dir(out, c, seed), "config.json")) is not None
             match = [r for r in distill if key[r] == key[c] and (started[r] is None or carries[r])]
             if own or not match:  # (a CE row's own run, once started, is finished as it began)
@@ -440,7 +448,7 @@ def box(table, where):
         f"What the benchmark says about the paper's claims ({where}; clip_acc@1 points; each row "
         f"at its own tuned rate and epochs; paired seeds, 95% percentile bootstrap CI of the mean "
         f"difference, {stats.RESAMPLES:,} resamples; shown = CI above 0, reversed = below 0):", "",
-        md_table(["claim", "A - B", "mean", "95% CI", "seeds A > B", "verdict", "reading"], rows)])
+        md_table(["claim", "rows (A - B)", "A - B", "95% CI", "seeds A > B", "verdict", "reading"], rows)])
 
 
 def write_csv(path, table):
@@ -454,6 +462,17 @@ def write_csv(path, table):
         for row in ROWS:
             for seed in sorted(table[row]):
                 w.writerow({"row": row, "label": ROWS[row].label, "seed": seed, **table[row][seed]})
+
+
+def seeds_text(seeds):
+    """'0 1 2', or for per-row seeds '0-9 (ce, full, ...), 0-4 (the others)'."""
+    if not isinstance(seeds, dict):
+        return " ".join(map(str, seeds))
+    groups = {}
+    for r, ss in seeds.items():
+        groups.setdefault(tuple(ss), []).append(r)
+    span = lambda ss: f"{ss[0]}-{ss[-1]}" if list(ss) == list(range(ss[0], ss[-1] + 1)) else " ".join(map(str, ss))
+    return "; ".join(f"{span(ss)} ({', '.join(rs)})" for ss, rs in sorted(groups.items(), key=lambda g: -len(g[0])))
 
 
 def num(x, f="{:.1f}"):
@@ -495,7 +514,7 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
         f"## Ablation ({'validation part of the training split' if args.val else 'test split'}, "
         f"preset `{config.get('preset', '?')}`, dataset `{config.get('dataset', '?')}`)", "",
         f"Command: `{command}`  ",
-        f"Seeds: {' '.join(map(str, args.seeds))}; train.py arguments shared by every row: "
+        f"Seeds: {seeds_text(args.seeds)}; train.py arguments shared by every row: "
         f"`{shlex.join(passthrough) or '(defaults)'}`; each row's rate and epochs: "
         f"{'`' + os.path.relpath(args.tuned) + '` (python ablate.py --tune)' if args.tuned else 'train.py defaults'}; "
         f"teacher epochs {config.get('teacher_epochs', '?')} (ViT "
@@ -513,7 +532,7 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
         f"Claims, computed from the runs above (paired by seed: A - B per seed, its mean, the 95% "
         f"percentile bootstrap CI of that mean over {stats.RESAMPLES:,} resamples of the seeds, "
         f"the seeds where A > B, and the verdict: shown = CI above 0, reversed = CI below 0):", "",
-        md_table(["claim", "metric", "A - B", "mean A", "mean B", "A - B", "95% CI", "seeds A > B",
+        md_table(["claim", "metric", "rows (A - B)", "mean A", "mean B", "A - B", "95% CI", "seeds A > B",
                   "verdict"], claim_rows) if claim_rows else "(no pair of compared rows has finished)", "",
         f"Wall time: {wall:.0f} s for this invocation ({n_run} runs started, the rest were "
         f"finished before); the finished runs took {all_seconds:.0f} s in train.py in all, "
@@ -677,6 +696,8 @@ def main(argv=None):
         raise SystemExit(f"ablate.py sets {', '.join('--' + k.replace('_', '-') for k in clash)} "
                          f"itself; use --seeds / --out / --val / --rows / --tune-rates / --tune-epochs instead")
     args.val = args.val or args.tune
+    if args.tune:
+        args.seeds = args.seeds or TUNE_SEEDS
     args.out = args.out or ("runs/tune" if args.tune else "runs/ablation_val" if args.val else "runs/ablation")
     args.results = args.results or ("RESULTS.md" if args.tune or not args.val else os.path.join(args.out, "RESULTS.md"))
     results_dir = os.path.join(os.path.dirname(os.path.abspath(args.results)), "results")
@@ -697,17 +718,19 @@ def main(argv=None):
               f"--tune); left out", flush=True)
         args.rows = [r for r in args.rows if r not in missing]
     csv_path = os.path.join(results_dir, "ablation.csv")
+    args.seeds = {r: args.seeds or list(range(ROW_SEEDS[r])) for r in args.rows}
+    every_seed = sorted({s for ss in args.seeds.values() for s in ss})
 
     t0 = time.time()
     # What is finished (and whether it was made with these settings: stale runs fail here, early).
-    table, _ = collect(args.seeds, args.out, passthrough, args.val, args.rows, settings)
+    table, _ = collect(every_seed, args.out, passthrough, args.val, args.rows, settings)
     todo = plan(table, args.seeds, args.rows, args.out, passthrough, args.val, settings)
     print(f"[ablate] {len(todo)} runs to train, rows {' '.join(args.rows)}, seeds "
-          f"{' '.join(map(str, args.seeds))}; finished runs under {args.out} are skipped", flush=True)
+          f"{seeds_text(args.seeds)}; finished runs under {args.out} are skipped", flush=True)
     run_all(todo, [row_argv(r, s, args.out, passthrough, args.val, skip, settings) for r, s, skip in todo],
             args.jobs, args.threads)
 
-    table, warnings = collect(args.seeds, args.out, passthrough, args.val, args.rows, settings)
+    table, warnings = collect(every_seed, args.out, passthrough, args.val, args.rows, settings)
     wall = time.time() - t0
     write_csv(csv_path, table)
     body = render(table, warnings, args, passthrough, command, wall, len(todo), csv_path)

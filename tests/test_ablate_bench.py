@@ -222,6 +222,10 @@ def test_per_row_rate_and_epochs_reach_train_py_and_decide_who_carries_ce(tmp_pa
     assert ablate.plan(empty, [0], ["ce", "full"], out, settings=settings) == [
         ("full", 0, True), ("ce", 0, False)]
     assert ablate.setting_flags({"lr": 0.016, "epochs": 60}) == ["--lr", "0.016", "--epochs", "60"]
+    # Rows with more seeds than others: the extra seeds run only those rows.
+    assert ablate.plan(empty, {"ce": [0, 1], "full": [0]}, ["ce", "full"], out) == [
+        ("full", 0, False), ("ce", 1, False)]
+    assert ablate.ROW_SEEDS["full"] == 10 and ablate.ROW_SEEDS["kd_vit"] == 5
 
 
 def test_the_zoo_students_ce_row_comes_from_its_own_init(tmp_path):
