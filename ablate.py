@@ -78,7 +78,7 @@ import torch
 import plumbing
 import stats
 import train
-from reports import machine, md_table, write_section
+from reports import get_section, machine, md_table, write_section
 
 
 class Row(NamedTuple):
@@ -737,6 +737,9 @@ def main(argv=None):
     write_section(args.results, "ablation", body)
     where = "validation" if args.val else "test split"
     write_section(args.results, "claims", box(table, where))
+    readme = os.path.join(os.path.dirname(os.path.abspath(args.results)), "README.md")
+    if not args.val and os.path.exists(readme) and get_section(open(readme).read(), "claims") is not None:
+        write_section(readme, "claims", box(table, where))  # the README carries the same box
     print(f"\n{body}\n\n[ablate] total wall time {wall:.0f} s; wrote {args.results} and {csv_path}")
     return table
 
