@@ -40,6 +40,7 @@ def sweep(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ablate")
     root = synthetic.ensure_synthetic_hmdb51(str(tmp / "synthetic"), seed=0, videos_per_class=6)
     (tmp / "RESULTS.md").write_text("# Results\n\n" + OTHER + "\n")
+    (tmp / "README.md").write_text("# Readme\n\n<!-- claims:begin -->\n<!-- claims:end -->\n")
     argv = ["--rows", "ce,uniform", "datw", "--seeds", "0", "1", "--out", str(tmp / "runs"),
             "--results", str(tmp / "RESULTS.md"), "--",
             "--data-root", root, "--cache-dir", str(tmp / "cache"), "--synthetic-videos-per-class", "6",
@@ -65,6 +66,7 @@ def test_ablation_writes_csv_and_its_section_with_the_selected_rows(sweep):
     assert "ce_matched" not in section  # no tuned.json: the compute-matched rows cannot exist
     box = reports.get_section(text, "claims")  # the answers, written beside the table
     assert "| DATW beats uniform teacher weights | `datw` - `uniform` |" in box
+    assert reports.get_section((tmp / "README.md").read_text(), "claims") == box  # the same box
     assert "vit_teacher" in section and "cnn_teacher" in section
 
 
