@@ -27,7 +27,8 @@ their confidence intervals, and the box of answers on top of RESULTS.md and in t
 
 Tuning (`--tune`, on `--val`'s held-out 20% of the training videos, seeds 0 1 2 by default): a
 coordinate search per row. First every rate of the row's grid (TUNE_RATES, by where the student
-starts) at the shortest budget (TUNE_EPOCHS[0]); then, at the best rate, ever longer budgets
+starts) at the shortest budget (TUNE_EPOCHS[0]), one factor of 2 further out while the best
+rate sits on the grid's edge (at most EXTEND_GRID times); then, at the best rate, longer budgets
 while the mean over seeds still improves. The row keeps its best (rate, epochs) by the mean
 validation clip_acc@1 over seeds. Each grid point is an ordinary ablation folder
 (runs/tune/lr<rate>_ep<epochs>/<row>/seed<k>), so rows tried at the same point share its runs, and
@@ -136,6 +137,7 @@ TUNE_SEEDS = [0, 1, 2]
 # centred on train.py's default rate for it; budgets tried in order while validation improves.
 TUNE_RATES = {"scratch": (2e-3, 4e-3, 8e-3, 1.6e-2), "pretrained": (5e-4, 1e-3, 2e-3, 4e-3)}
 TUNE_EPOCHS = (15, 30, 60)
+EXTEND_GRID = 2  # times a row's grid may grow past an edge its best rate sits on
 # train.py flags that ablate.py sets itself: passing them after `--` would be overridden.
 OWNED = ("seed", "out", "resume", "val_fraction", "skip_student_ce", "skip_student", "weighting",
          "sdd_target")
@@ -599,9 +601,25 @@ def tune(args, passthrough, command):
             points[pt] = {**points.get(pt, {}), **{r: v for r, v in collect(args.seeds, out, extra, True, rs)[0].items() if v}}
 
     t0 = time.time()
+    grid = {r: list(g) for r, g in grid.items()}
     run_round({r: [(lr, budgets[0]) for lr in grid[r]] for r in rows})
-    best_lr = {r: max((lr for lr in grid[r] if (lr, budgets[0]) in tune_means(points, r)),
-                      key=lambda lr: tune_means(points, r)[(lr, budgets[0])], default=None) for r in rows}
+    best_lr = lambda r: max((lr for lr in grid[r] if (lr, budgets[0]) in tune_means(points, r)),
+                            key=lambda lr: tune_means(points, r)[(lr, budgets[0])], default=None)
+    # A best rate at the grid's edge says the optimum may lie beyond it: extend the grid by the
+    # next factor of 2 on that side (at most EXTEND_GRID times per row), so no row is held back
+    # by where the grid happened to stop.
+    for _ in range(EXTEND_GRID):
+        edge = {}
+        for r in rows:
+            lr, g = best_lr(r), sorted(grid[r])
+            if lr is not None and len(g) > 1 and lr in (g[0], g[-1]):
+                edge[r] = lr * 2 if lr == g[-1] else lr / 2
+        if not edge:
+            break
+        for r, lr in edge.items():
+            grid[r].append(lr)
+        run_round({r: [(lr, budgets[0])] for r, lr in edge.items()})
+    best_lr = {r: best_lr(r) for r in rows}
     climbing = {r: 0 for r in rows if best_lr[r] is not None}  # row -> index of its last budget
     while climbing:
         run_round({r: [(best_lr[r], budgets[i + 1])] for r, i in climbing.items() if i + 1 < len(budgets)})

@@ -173,7 +173,12 @@ def test_tuning_reads_only_the_training_videos_and_writes_each_rows_choice(sweep
     on_disk = json.load(open(tmp_path / "results" / "tuned.json"))
     assert on_disk["rows"] == tuned["rows"]
     for row in ("ce", "full"):
-        assert tuned["rows"][row]["lr"] in (0.001, 0.002) and tuned["rows"][row]["epochs"] in (1, 2)
+        # With two rates the best is always on an edge: the grid grows by a factor of 2 there.
+        rates = tuned["rates"][row]
+        assert rates[:2] == [0.001, 0.002] and 3 <= len(rates) <= 2 + ablate.EXTEND_GRID
+        for i in range(2, len(rates)):  # each new rate one factor of 2 past the grid so far
+            assert rates[i] in (min(rates[:i]) / 2, max(rates[:i]) * 2)
+        assert tuned["rows"][row]["lr"] in rates and tuned["rows"][row]["epochs"] in (1, 2)
         assert tuned["rows"][row]["seeds"] == 2
     # The matched rows: CE's rate, and at least the full method's epochs (a distillation epoch
     # costs more than a CE epoch; with the teachers' fine-tuning counted, more still).
