@@ -68,6 +68,7 @@ import json
 import math
 import os
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -279,6 +280,10 @@ def plan(table, seeds, rows, out, passthrough=(), val=False, settings=None):
 
 
 # ------------------------------------------------------------------------------------ running
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_all(todo, argvs, jobs=1, threads=None):
     """Run train.py for every planned run: in this process (jobs = 1) or as up to `jobs`
     subprocesses with `threads` torch threads each. The first run of each seed (and teacher
@@ -292,6 +297,9 @@ def run_all(todo, argvs, jobs=1, threads=None):
             except train.NonFiniteLoss as e:  # one diverged run should not cost the other rows
                 print(f"[ablate] row {row} seed {seed} diverged and is left out of the table: {e}")
         return
+    # `kill` (SIGTERM; a background job ignores Ctrl-C's SIGINT) stops the sweep as Ctrl-C does:
+    # the children are terminated below, and a rerun resumes each from its last epoch.
+    signal.signal(signal.SIGTERM, _interrupt)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads or max(1, (os.cpu_count() or 1) // jobs))}
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
     gate = lambda job: (job[0][1], OWN_TEACHERS.get(job[0][0], "pretrained"))  # (seed, teachers)
