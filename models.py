@@ -276,7 +276,8 @@ PRESETS = {
     # teacher_finetune: what a pretrained (CNN, ViT) teacher fine-tunes, "all" or its "top"
     # (`TOP_LAYERS`). Tiny: the ViT only its top, whose train step on 2 CPU cores costs a third of
     # the whole ViT's and which on validation ended higher than fine-tuning all of it; the CNN's top
-    # alone ended ~5 points lower, so the CNN fine-tunes all (RESULTS.md, "Cheaper teachers").
+    # alone ended lower, so the CNN fine-tunes all (RESULTS.md, "How the benchmark's fixed
+    # settings were chosen").
     "tiny": dict(vit_teacher="mvit_tiny", cnn_teacher="x3d_m_tiny", student="x3d_s_tiny",
                  clip=dict(num_frames=8, frame_stride=2, size=32), teacher_finetune=("all", "top")),
     # The paper's models at their native inputs: MViTv2-S 16x224, X3D-M 16x224, X3D-S 13x160

@@ -54,11 +54,8 @@ import synthetic
 TEACHER_RECIPE_VERSION = 5
 # Teacher epochs when --teacher-epochs / --vit-teacher-epochs are not given: (CNN, ViT) by
 # --teacher-init, tuned on validation (3 seeds each) on the 40 training videos per class of the
-# default set. Zoo CNN, all of it fine-tuned: 79.4 at 20 epochs, 78.4 at 16, 76.3 at 12 (16
-# epochs, tried for the time budget, left the CNN below 80% on the test split too: RESULTS.md,
-# "Cheaper teachers"). Zoo ViT, its top only (the tiny preset's choice): 82.1 at 30 epochs, 80.5
-# at 20 (an epoch of the top costs a third of one of the whole ViT). From scratch a ViT needs the
-# most.
+# default set: fewer epochs left the teachers less accurate (RESULTS.md, "How the benchmark's
+# fixed settings were chosen"). From scratch a ViT needs the most.
 TEACHER_EPOCHS = {"pretrained": (20, 30), "scratch": (12, 30)}
 TEACHER_LR = {"pretrained": (4e-3, 2e-3), "scratch": (2e-3, 1e-3)}
 # Student peak learning rate (both student stages) by --student-init, tuned on validation for
