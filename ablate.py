@@ -142,8 +142,10 @@ EXTEND_GRID = 2  # times a row's grid may grow past an edge its best rate sits o
 # train.py flags that ablate.py sets itself: passing them after `--` would be overridden.
 OWNED = ("seed", "out", "resume", "val_fraction", "skip_student_ce", "skip_student", "weighting",
          "sdd_target")
-# Settings that may differ between the run on disk and now without changing its numbers.
-NOT_RESULTS = ("resume", "workers", "preload", "device", "skip_student_ce", "cache_dir")
+# Settings that may differ between the run on disk and now without changing its numbers
+# (--pretrained-dir: where the same published files lie; --check-weights never trains).
+NOT_RESULTS = ("resume", "workers", "preload", "device", "skip_student_ce", "cache_dir",
+               "pretrained_dir", "check_weights")
 
 
 def get_args_parser():

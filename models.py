@@ -220,8 +220,9 @@ _TORCHVISION_MODELS = ("mvit_v2_s", "swin3d_t", "r3d_18", "mc3_18", "r2plus1d_18
 def build_model(name: str, num_classes: int, pretrained: Union[bool, str] = False) -> nn.Module:
     """A plain module mapping (B, 3, L, H, W) to logits (B, num_classes); input: `input_spec(name)`.
 
-    pretrained: False (random init); True (download the published Kinetics-400 weights:
-    torchvision's for its models, pytorchvideo's for X3D); or a path to a local checkpoint
+    pretrained: False (random init); True (the published Kinetics-400 weights, torchvision's for
+    its models, pytorchvideo's for X3D, from torch.hub's cache or downloaded into it:
+    checkpoints.find_pretrained; the tiny models read the zoo); or a path to a local checkpoint
     (checkpoints.load_pretrained: the classifier is replaced for `num_classes`, every other tensor
     must match, so a checkpoint of another model fails).
     """

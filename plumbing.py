@@ -27,6 +27,9 @@ resumable. train.py reads as the method and calls these helpers; what a run repo
   data           `build_datasets` (the synthetic set written on first use, the test split or a
                  seeded held-out part of the training split) and the optimizer with its
                  warm-up + cosine schedule (`adamw_warmup_cosine`).
+  weights        `pretrained_weights` (the Kinetics-400 files the preset and the inits need, found
+                 in --pretrained-dir or torch.hub's cache or downloaded, before any data is read),
+                 `check_weights` (train.py --check-weights).
   teacher cache  `TeacherCache` / `teacher_cache_key` hash everything that changes a trained
                  teacher, so a cached teacher is reused only by a run that would have trained the
                  same one.
@@ -46,6 +49,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 
+import checkpoints
 import data
 import models
 import synthetic
@@ -65,8 +69,9 @@ STUDENT_LR = {"pretrained": 2e-3, "scratch": 8e-3}
 # On a CPU the model already runs on every core; loader processes would only compete with torch's
 # threads (2 cores: 2 workers made the student stages ~35% slower than 0).
 WORKERS_HELP = "(default: 0 on a CPU with at most 4 cores, else 2)"
-# Settings that never change a run's numbers: a checkpoint written with others still fits.
-NOT_IN_RUN_KEY = ("resume", "workers", "device", "preload")
+# Settings that never change a run's numbers: a checkpoint written with others still fits
+# (--pretrained-dir only says where the same published files lie).
+NOT_IN_RUN_KEY = ("resume", "workers", "device", "preload", "pretrained_dir", "check_weights")
 
 
 # ----------------------------------------------------------------------------------- processes
@@ -212,6 +217,78 @@ def check_videos(*datasets):
         log(f"{path}: {problem}")
     log(f"--check: {len(problems)} problem videos in {sum(len(ds) for ds in datasets)}")
     return problems
+
+
+# ------------------------------------------------------------------------------ starting weights
+ROLES = ("vit_teacher", "cnn_teacher", "student")  # the keys of a preset's three models
+INIT_FLAGS = {"vit_teacher": "--teacher-init", "cnn_teacher": "--teacher-init", "student": "--student-init"}
+# --check-weights builds each model with the classifier the run will give it, before the data
+# says how many classes there are: HMDB51's 51, or the synthetic set's 9 (train.py keeps
+# make_synthetic_hmdb51's default). The classifier is new either way; only its size depends on it.
+CHECK_CLASSES = {"hmdb51": 51, "synthetic": 9}
+
+
+def starting_points(args):
+    """What each model of the run starts from -> {role: "pretrained" | "scratch" | a path}:
+    Kinetics-400 weights (tiny preset: the zoo), random weights, or a --vit/--cnn-teacher-ckpt
+    (a teacher fine-tuned elsewhere, which needs no Kinetics-400 weights)."""
+    return {"vit_teacher": args.vit_teacher_ckpt or args.teacher_init,
+            "cnn_teacher": args.cnn_teacher_ckpt or args.teacher_init, "student": args.student_init}
+
+
+def pretrained_weights(args):
+    """{role: the local file with its model's Kinetics-400 weights, or False (random weights or a
+    --*-teacher-ckpt)}. Found in --pretrained-dir or torch.hub's cache, or downloaded
+    (checkpoints.find_pretrained); train.py calls this before it reads any data, so a missing file
+    stops a run in seconds, with one message listing every file the preset and inits need."""
+    if args.pretrained_dir and not os.path.isdir(args.pretrained_dir):
+        raise checkpoints.WeightsError(f"--pretrained-dir {args.pretrained_dir}: no such folder; give the "
+                                       f"folder that holds the published weight files")
+    preset, inits = models.PRESETS[args.preset], starting_points(args)
+    needed = [preset[role] for role in ROLES if inits[role] == "pretrained"]
+    try:
+        found = checkpoints.find_pretrained(needed, args.pretrained_dir, dir_flag="--pretrained-dir")
+    except checkpoints.WeightsError as e:
+        # The files the other init would read too, so that one trip to a machine with internet
+        # access brings everything (the paper starts the student from Kinetics-400 as well).
+        also = [(role, *checkpoints.published_file(preset[role])) for role in ROLES
+                if inits[role] == "scratch" and preset[role] not in checkpoints.ZOO_MODELS]
+        also = [f"\n{INIT_FLAGS[role]} pretrained would also need {file} from {url} (the "
+                f"{role.replace('_', ' ')})" for role, file, url in also]
+        raise checkpoints.WeightsError(str(e) + "".join(also)) from None
+    return {role: found[preset[role]] if inits[role] == "pretrained" else False for role in ROLES}
+
+
+def check_weights(args):
+    """train.py --check-weights: build every model of the run with the weights it would start
+    from, print where they came from and the parameter count, touch no data
+    -> {role: {"model", "weights", "params"}}. Raises a WeightsError naming every file that is
+    missing, or (after trying all) every file that does not load."""
+    weights, preset = pretrained_weights(args), models.PRESETS[args.preset]
+    classes, rows, failed = CHECK_CLASSES[args.dataset], {}, []
+    for role, init in starting_points(args).items():
+        name = preset[role]
+        try:
+            if init == "scratch":  # random weights: the meta device gives the size without the init's cost
+                with torch.device("meta"):
+                    model = models.build_model(name, classes)
+                source = f"random weights ({INIT_FLAGS[role]} scratch)"
+            elif init == "pretrained":
+                model = models.build_model(name, classes, pretrained=weights[role])
+                source = f"{'zoo' if name in checkpoints.ZOO_MODELS else 'Kinetics-400'} weights {weights[role]}"
+            else:  # a fine-tuned teacher, loaded strictly as the run will
+                flag = f"--{role.split('_')[0]}-teacher-ckpt"
+                model = checkpoints.load_state(models.build_model(name, classes), init, flag)
+                source = f"fine-tuned teacher {init} ({flag})"
+        except (checkpoints.WeightsError, SystemExit) as e:  # try the others too, report all
+            failed.append(f"{role} {name}: {e}")
+            continue
+        rows[role] = {"model": name, "weights": source, "params": models.count_params(model)}
+        log(f"--check-weights: {role:<12} {name:<12} {rows[role]['params']:>12,} parameters, {source}")
+    if failed:
+        raise checkpoints.WeightsError(f"{len(failed)} model(s) of the run do not load:\n" + "\n".join(failed))
+    log(f"--check-weights: every model of preset {args.preset} loads ({classes} classes); the run can start")
+    return rows
 
 
 def train_loader(train_set, args, key):

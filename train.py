@@ -8,7 +8,9 @@ Read top to bottom: arguments -> data -> teachers -> one training step -> evalua
                          (tiny preset: the zoo in weights/, pretrain.py) or from scratch
                          (--teacher-init), is fine-tuned on the training split with
                          cross-entropy, all of it or only its top (--[vit-]teacher-finetune), or loaded
-                         (--vit/--cnn-teacher-ckpt); then it is frozen.
+                         (--vit/--cnn-teacher-ckpt); then it is frozen. The Kinetics-400 files
+                         of every model are found (--pretrained-dir, torch.hub's cache) or
+                         downloaded before any data is read; --check-weights does only that.
     stage 2  student_ce  the student trained with cross-entropy only: the baseline that shows
                          what distillation adds (--skip-student-ce skips it).
     stage 3  student     the paper's objective (Paper: DATW + SDD + RKD on top of CE):
@@ -42,7 +44,7 @@ from tqdm import tqdm
 import models
 import plumbing
 import reports
-from checkpoints import load_state
+from checkpoints import WeightsError, load_state, published_file
 from datw import fuse_logits, kd_loss, teacher_weights
 from features import FeatureTap, feature_dims
 from plumbing import is_main, log, seed_everything
@@ -79,6 +81,15 @@ def get_args_parser():
     g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "scratch"],
                    help="teachers start from Kinetics-400 weights (tiny: the zoo in weights/) or random")
     g.add_argument("--student-init", default="scratch", choices=["pretrained", "scratch"], help="as above")
+    files = {preset: ", ".join(published_file(models.PRESETS[preset][role])[0] for role in plumbing.ROLES)
+             for preset in ("paper", "torchvision")}  # the published names, from checkpoints.py's URLs
+    g.add_argument("--pretrained-dir", default=None, metavar="FOLDER",
+                   help=f"offline Kinetics-400 weights: a folder holding the published files under their "
+                        f"published names (paper: {files['paper']}; torchvision: {files['torchvision']}), "
+                        f"looked in before torch.hub's cache and a download (default: none)")
+    g.add_argument("--check-weights", action="store_true",
+                   help="load every model of the run with the weights it would start from, print "
+                        "where they came from, then exit without reading data (before a GPU job)")
     for who, flag, tiny in zip(("CNN", "ViT"), ("--teacher-finetune", "--vit-teacher-finetune"),
                                models.PRESETS["tiny"]["teacher_finetune"]):
         g.add_argument(flag, default=None, choices=["all", "top"], help=f"a pretrained {who} teacher fine-tunes all "
@@ -263,12 +274,13 @@ def evaluate(model, loader, spec, args, max_steps=None, desc="eval"):
 
 
 # ----------------------------------------------------------------------------------- teachers
-def get_teacher(role, name, ckpt, args, loaders, num_classes, root):
+def get_teacher(role, name, ckpt, pretrained, args, loaders, num_classes, root):
     """A fine-tuned, frozen teacher and its metrics: from --<role>-teacher-ckpt, the cache, or
-    trained now (and cached, keyed by everything that changes it)."""
+    trained now (and cached, keyed by everything that changes it); `pretrained`: the file of its
+    Kinetics-400 weights, or False."""
     spec = models.input_spec(name)
     seed_everything(args.seed, role, "init")  # the teacher's initial weights follow --seed
-    model = models.build_model(name, num_classes, pretrained=args.teacher_init == "pretrained" and not ckpt)
+    model = models.build_model(name, num_classes, pretrained=pretrained)
     if ckpt:  # fine-tuned elsewhere: evaluate once so the report has its accuracy
         model = frozen(load_state(model, ckpt, f"--{role}-teacher-ckpt").to(args.device))
         r = evaluate(model, loaders["eval"], spec, args, plumbing.dry_run_steps(args), desc=f"eval {role}")
@@ -296,11 +308,17 @@ def main(argv=None):
     if args.skip_student and args.skip_student_ce:
         raise SystemExit("--skip-student with --skip-student-ce leaves no student to train; drop one")
     plumbing.resolve_defaults(args)  # the init-dependent defaults; --dry-run clamps them to 2
+    if args.check_weights:  # every model with its starting weights, no data, no output files
+        return {"weights": plumbing.check_weights(args)}
     args.device = plumbing.setup_distributed(args.device)
     preset, t_start, seconds = models.PRESETS[args.preset], time.time(), {}  # seconds: per stage
     if is_main():  # one line on the terminal; the full resolved configuration goes to the file
         log(f"train.py: preset {args.preset}, dataset {args.dataset}, seed {args.seed}; "
             f"configuration in {reports.write_config(args)}")
+    # Kinetics-400 files found (or downloaded) before the data: a missing one stops the run in
+    # seconds, not after the data is indexed, and the message lists all of them (--check, which
+    # only reads videos, needs none)
+    weights = {} if args.check else plumbing.pretrained_weights(args)  # {role: file or False}
     with plumbing.timed(seconds, "data"):  # includes writing the synthetic set on first use
         train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
     if args.check:  # list unreadable / too-short videos of both splits, then stop
@@ -314,13 +332,14 @@ def main(argv=None):
     for role, ckpt in (("vit", args.vit_teacher_ckpt), ("cnn", args.cnn_teacher_ckpt)):
         with plumbing.timed(seconds, f"{role}_teacher"):
             teachers[role], metrics[f"{role}_teacher"] = get_teacher(
-                role, preset[f"{role}_teacher"], ckpt, args, loaders, len(classes), root)
+                role, preset[f"{role}_teacher"], ckpt, weights[f"{role}_teacher"], args, loaders,
+                len(classes), root)
 
     # stage 2: the CE-only student (baseline) with the student's own seed for its initial weights
     spec_s = models.input_spec(preset["student"])
     if not args.skip_student_ce:
         seed_everything(args.seed, "student", "init")
-        student_ce = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
+        student_ce = models.build_model(preset["student"], len(classes), pretrained=weights["student"])
         with plumbing.timed(seconds, "student_ce"):
             metrics["student_ce"] = plumbing.fit("student_ce", student_ce.to(args.device), loaders, args, spec_s,
                                                  args.epochs, args.lr, train_one_epoch, evaluate,
@@ -331,7 +350,7 @@ def main(argv=None):
         student = student_ce
     else:
         seed_everything(args.seed, "student", "init")
-        student = models.build_model(preset["student"], len(classes), pretrained=args.student_init == "pretrained")
+        student = models.build_model(preset["student"], len(classes), pretrained=weights["student"])
         net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
         with plumbing.timed(seconds, "student"):
             metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
@@ -354,5 +373,7 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         print("\ninterrupted: the last finished epoch is checkpointed; rerun with --resume to continue")
         raise SystemExit(130)
-    except (NonFiniteLoss, FileNotFoundError) as e:  # bad input or a diverged run: the message is
-        raise SystemExit(f"error: {e}")                 # the actionable part, not the traceback
+    # bad input, missing or unfit weights, a diverged run: the message is the actionable part,
+    # not the traceback
+    except (NonFiniteLoss, FileNotFoundError, WeightsError) as e:
+        raise SystemExit(f"error: {e}")
