@@ -210,7 +210,7 @@ def main(argv=None):
     example = torch.randint(0, 256, deploy.clip_shape(info, batch), dtype=torch.uint8)
     metadata = {"student.json": json.dumps(info), "classes": json.dumps(info["classes"]),
                 "input": f"clip: uint8 {'batch' if args.dynamic_batch else batch} x " + " x ".join(
-                    map(str, deploy.clip_shape(info)[1:])) + " (B, RGB, L, H, W), 0-255, not normalized",
+                    map(str, deploy.clip_shape(info)[1:])) + " (batch, 3 RGB channels, frames, height, width), 0-255, not normalized",
                 "output": f"logits: float32 B x {len(info['classes'])}, the classes of 'classes' in order"}
     tmp = out + ".tmp"  # renamed to `out` once the check passed
     t0 = time.time()
