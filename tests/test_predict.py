@@ -17,6 +17,7 @@ import deploy
 import models
 import plumbing
 import predict
+import reports
 import synthetic
 import train
 
@@ -165,3 +166,15 @@ def test_a_folder_without_a_student_says_whether_the_run_is_unfinished(student_r
         predict.main([str(unfinished), "any.avi"])
     with pytest.raises(SystemExit, match="not a train.py output folder"):
         predict.main([str(tmp_path), "any.avi"])
+
+
+def test_a_ce_only_run_says_so_in_student_json_and_keeps_its_accuracy(tmp_path):
+    # train.py --skip-student (ablate.py's CE rows) saves its cross-entropy student as student.pt
+    config = vars(train.get_args_parser().parse_args(["--skip-student"]))
+    out = {"config": config, "models": {"student_ce": {"clip_acc@1": 50.0, "video_acc@1": 60.0}}, "history": {}}
+    reports.write_reports(str(tmp_path), out, models.build_model("x3d_s_tiny", 2), ["a", "b"])
+    info = json.load(open(tmp_path / "student.json"))
+    assert info["trained"] == "cross-entropy only" and info["classes"] == ["a", "b"]
+    assert info["accuracy"] == {"clip_acc@1": 50.0, "video_acc@1": 60.0}
+    model, _, _ = deploy.load_student(str(tmp_path))  # and it loads
+    assert model.blocks[5].proj.out_features == 2
