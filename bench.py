@@ -445,8 +445,8 @@ def bench_deployment(args, cfg):
                 classifier = deploy.ClipClassifier(model, spec).eval()
                 # Exporting costs seconds per model (minutes for MViTv2-S): --quick exports only
                 # the student to ONNX, the model that is deployed.
-                formats = {"torchscript"} | ({"onnx"} if has_onnx and (role == "student" or not cfg["deploy_quick"])
-                                            else set())
+                with_onnx = has_onnx and (role == "student" or not cfg["deploy_quick"])
+                formats = {"torchscript", "onnx"} if with_onnx else {"torchscript"}
                 runners = deployment_runners(classifier, example, folder, f"{preset}_{role}", formats)
                 with torch.inference_mode():
                     z_ref = classifier(example)

@@ -78,7 +78,8 @@ def get_args_parser():
     g.add_argument("--dynamic-batch", action="store_true",
                    help="ONNX: a named batch axis of any size (TorchScript traces take any batch anyway)")
     p.add_argument("--check-videos", nargs="+", default=None,
-                   help="videos whose clips the check runs (default: synthetic videos rendered into a temp folder)")
+                   help="videos whose clips the check runs (default: synthetic videos rendered into a "
+                        "temporary folder)")
     p.add_argument("--atol", type=float, default=1e-4, help="check: absolute tolerance on each logit")
     p.add_argument("--rtol", type=float, default=1e-4, help="check: tolerance relative to PyTorch's logit")
     p.add_argument("--no-check", action="store_true", help="skip the check (not recommended)")
@@ -208,9 +209,10 @@ def main(argv=None):
     # torch.export specializes a size-1 axis to a constant, so a dynamic axis is traced at 2.
     batch = 2 if args.dynamic_batch else args.batch
     example = torch.randint(0, 256, deploy.clip_shape(info, batch), dtype=torch.uint8)
+    shape = " x ".join(map(str, deploy.clip_shape(info)[1:]))  # 3 x L x S x S
     metadata = {"student.json": json.dumps(info), "classes": json.dumps(info["classes"]),
-                "input": f"clip: uint8 {'batch' if args.dynamic_batch else batch} x " + " x ".join(
-                    map(str, deploy.clip_shape(info)[1:])) + " (batch, 3 RGB channels, frames, height, width), 0-255, not normalized",
+                "input": f"clip: uint8 {'batch' if args.dynamic_batch else batch} x {shape} (batch, 3 RGB "
+                         "channels, frames, height, width), 0-255, not normalized",
                 "output": f"logits: float32 B x {len(info['classes'])}, the classes of 'classes' in order"}
     tmp = out + ".tmp"  # renamed to `out` once the check passed
     t0 = time.time()

@@ -159,7 +159,8 @@ def main(argv=None):
 
 def write_csv(path, rows, k):
     """One row per video: path, frames, class_1, prob_1, ..., class_k, prob_k, note, error."""
-    header = ["path", "frames"] + [f"{w}_{i}" for i in range(1, k + 1) for w in ("class", "prob")] + ["note", "error"]
+    ranks = [f"{w}_{i}" for i in range(1, k + 1) for w in ("class", "prob")]  # class_1, prob_1, ...
+    header = ["path", "frames", *ranks, "note", "error"]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(header)

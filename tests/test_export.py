@@ -32,7 +32,8 @@ def test_student_pt_holds_exactly_the_plain_students_tensors(student_run):
     # Positive control: the module train.py trains does hold the SDD head, under "sdd."
     student = models.build_model("x3d_s_tiny", 9)
     spec = models.input_spec("x3d_s_tiny")
-    c = {n: feature_dims(models.build_model(n, 9), models.input_spec(n))["map"] for n in ("mvit_tiny", "x3d_m_tiny")}
+    c = {n: feature_dims(models.build_model(n, 9), models.input_spec(n))["map"]  # teachers' map channels
+         for n in ("mvit_tiny", "x3d_m_tiny")}
     net = train.Distiller(student, SDDHead(feature_dims(student, spec)["map"], c["mvit_tiny"], c["x3d_m_tiny"]))
     trained = set(net.state_dict())
     assert any(k.startswith("sdd.sdb.") for k in trained) and any(k.startswith("sdd.phi_vit.") for k in trained)
@@ -111,7 +112,8 @@ def test_torchscript_export_computes_pytorchs_logits_and_carries_student_json(pr
     assert result["ok"] and result["check"]["max_abs_diff"] < 1e-4
     extra = {"student.json": ""}
     module = torch.jit.load(result["path"], _extra_files=extra)
-    assert json.loads(extra["student.json"])["classes"] == json.load(open(probe_student / "student.json"))["classes"]
+    info = json.load(open(probe_student / "student.json"))
+    assert json.loads(extra["student.json"])["classes"] == info["classes"]
     assert not [k for k in module.state_dict() if any(w in k.lower() for w in TRAINING_ONLY)]
     assert {k.removeprefix("model.") for k in module.state_dict()} == student_keys()
 

@@ -87,7 +87,8 @@ def test_predict_gives_train_evaluates_probabilities_and_accuracy(probe_student,
     with open(tmp_path / "p.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["path"] for r in table] == paths
-    assert table[0]["class_1"] == top[0][0][0] and float(table[0]["prob_1"]) == pytest.approx(top[0][0][1], abs=1e-6)
+    assert table[0]["class_1"] == top[0][0][0]
+    assert float(table[0]["prob_1"]) == pytest.approx(top[0][0][1], abs=1e-6)
 
 
 def test_a_broken_file_is_reported_the_others_are_classified_and_the_exit_code_says_so(
@@ -150,7 +151,7 @@ def test_a_student_of_another_preset_or_model_is_refused_naming_both(student_run
 def test_an_old_run_without_student_json_gets_a_message_saying_how_to_make_it(student_run, tmp_path):
     old = tmp_path / "old_run"
     shutil.copytree(student_run, old, ignore=shutil.ignore_patterns("student.json"))
-    with pytest.raises(SystemExit, match=r"no student.json beside .* --resume .* or pass a student.json with --info"):
+    with pytest.raises(SystemExit, match=r"no student.json beside .* --resume .* with --info"):
         predict.main([str(old), "any.avi"])
     # an epoch's student finds the run's student.json one folder up
     epoch = plumbing.student_epoch_path(str(student_run), 1)
