@@ -2,7 +2,7 @@
 
 Reading guide
 -------------
-Three sections, each a function that returns a markdown table (`--sections` picks them):
+Four sections, each a function that returns a markdown table (`--sections` picks them):
     data        training-loader clips/s (0 and 2 DataLoader workers) and dataset construction
                 time on the synthetic set (tiny preset clip), an HMDB51-like tree of 320x240
                 30 fps videos (paper preset clip: 16 frames, stride 4, 224 px) and the full
@@ -13,6 +13,12 @@ Three sections, each a function that returns a markdown table (`--sections` pick
                 optimizer), each next to the lower bound its multiply-accumulates imply here.
     efficiency  the paper's deployment claim: params, GMACs per view and CPU latency per clip of
                 each preset's three models, and the student's reduction vs the ViT teacher.
+    deployment  the same claim for the deployed model (deploy.ClipClassifier: uint8 clip ->
+                logits, what export.py writes): batch 1, one clip, median of many runs after a
+                warm-up, at 1 thread and at all cores, in PyTorch eager, ONNX Runtime and
+                TorchScript (export.py's own exporters), for the student and both teachers; the
+                student / ViT-teacher latency ratio next to their MAC ratio. Exporting MViTv2-S
+                to ONNX alone takes minutes; without onnxruntime the ONNX columns say so.
 
 The lower bound (section "step"): a part's forward MACs are counted by torch's FlopCounterMode
 on the very call that is timed (matmuls and convolutions, attention included); a backward pass
@@ -32,7 +38,8 @@ plumbing.py's. The benchmark-only helpers live here: `make_fake_hmdb51_layout`,
 
 The data section writes its videos under --work-dir (default runs/bench), never data/synthetic.
 Run: `python bench.py` (all sections; the paper preset's MViTv2-S takes seconds per clip on a
-CPU), `python bench.py --quick` (few repeats, small sizes), `python bench.py --sections step`.
+CPU), `python bench.py --quick` (few repeats, small sizes; deployment: ONNX for the students
+only, one thread), `python bench.py --sections step`.
 """
 import argparse
 import copy
@@ -50,6 +57,8 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
 import data
+import deploy
+import export
 import models
 import train
 from datw import fuse_logits, kd_loss, teacher_weights
@@ -58,7 +67,7 @@ from reports import get_section, machine, markers, md_table, replace_section, wr
 from rkd import rkd_angle_loss, rkd_distance_loss
 from synthetic import ensure_synthetic_hmdb51
 
-SECTIONS = ("data", "step", "efficiency")
+SECTIONS = ("data", "step", "efficiency", "deployment")
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -376,6 +385,117 @@ def bench_efficiency(args, cfg):
     ])
 
 
+# ---------------------------------------------------------------------------- 4. deployment
+RUNTIMES = ("PyTorch", "ONNX Runtime", "TorchScript")
+
+
+def deployment_runners(classifier, example, folder, name, formats):
+    """The deployed model in each runtime -> {runtime: (fn(threads) -> clip -> logits, export s)}.
+    PyTorch: eager under inference_mode; the others: the file export.py writes, loaded back."""
+    def eager(threads):
+        torch.set_num_threads(threads)
+        return torch.inference_mode()(lambda clip: classifier(clip))
+
+    runners = {"PyTorch": (eager, 0.0)}
+    for runtime, fmt in (("ONNX Runtime", "onnx"), ("TorchScript", "torchscript")):
+        if fmt not in formats:
+            continue
+        path, t0 = os.path.join(folder, name + export.FORMATS[fmt]), time.perf_counter()
+        if fmt == "onnx":
+            export.export_onnx(classifier, path, example)  # fixed batch 1, as deployed
+        else:
+            export.export_torchscript(classifier, path, example)
+        seconds = time.perf_counter() - t0
+
+        def load(threads, path=path, fmt=fmt):
+            torch.set_num_threads(threads)  # TorchScript runs on torch's pool; ORT has its own
+            return export.load_runner(path, fmt, threads)
+        runners[runtime] = (load, seconds)
+    return runners
+
+
+def bench_deployment(args, cfg):
+    """Batch-1 latency of each preset's deployed models (uint8 clip -> logits, deploy.ClipClassifier)
+    in PyTorch eager, ONNX Runtime and TorchScript, at 1 and all threads -> markdown."""
+    try:  # ONNX needs the optional packages; without them the table has PyTorch and TorchScript
+        import onnx, onnxruntime, onnxscript  # noqa: F401, E401
+        has_onnx = True
+    except ImportError:
+        has_onnx = False
+    all_threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                   else os.cpu_count() or 1)
+    # --quick: one thread (a smoke run; on a shared machine all-core timings would mean nothing)
+    thread_counts = [1] if cfg["deploy_quick"] and not args.threads else sorted({1, all_threads})
+    before = torch.get_num_threads()
+    rows, notes, ratio_rows = [], [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for preset in args.presets:
+            num_classes = 400 if preset != "tiny" else 9  # as in the efficiency section
+            warm, reps = cfg["deploy"]["tiny" if preset == "tiny" else "large"]
+            clip = models.PRESETS[preset]["clip"]
+            example = torch.randint(0, 256, (1, 3, clip["num_frames"], clip["size"], clip["size"]),
+                                    generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+            ms = {}  # (role, runtime, threads) -> ms per clip
+            for role in ("vit_teacher", "cnn_teacher", "student"):
+                name = models.PRESETS[preset][role]
+                spec = models.input_spec(name)
+                torch.manual_seed(0)
+                model = models.build_model(name, num_classes).eval()
+                g = models.count_gmacs(model, (3, spec.frames, spec.size, spec.size))
+                classifier = deploy.ClipClassifier(model, spec).eval()
+                # Exporting costs seconds per model (minutes for MViTv2-S): --quick exports only
+                # the student to ONNX, the model that is deployed.
+                with_onnx = has_onnx and (role == "student" or not cfg["deploy_quick"])
+                formats = {"torchscript", "onnx"} if with_onnx else {"torchscript"}
+                runners = deployment_runners(classifier, example, folder, f"{preset}_{role}", formats)
+                with torch.inference_mode():
+                    z_ref = classifier(example)
+                cells, diffs = [], []
+                for runtime in RUNTIMES:
+                    if runtime not in runners:
+                        cells += ["-"] * len(thread_counts)
+                        continue
+                    for t in thread_counts:
+                        run = runners[runtime][0](t)
+                        ms[role, runtime, t] = median_ms(lambda: run(example), warm, reps)
+                        cells.append(f"{ms[role, runtime, t]:.1f}")
+                    if runtime != "PyTorch":  # the timed file computes what PyTorch computes
+                        diffs.append(f"{runtime} {(run(example) - z_ref).abs().max().item():.1e} "
+                                     f"(export {runners[runtime][1]:.0f} s)")
+                rows.append([preset, role, name, f"{clip['num_frames']}x{clip['size']} -> "
+                             f"{spec.frames}x{spec.size}", f"{g:.4f}", *cells])
+                notes.append(f"`{preset}` {role}: max |logits - PyTorch's| " + (", ".join(diffs) or "-"))
+                ms[role, "gmacs"] = g
+                del model, classifier, runners  # MViTv2-S: free it before building the next model
+            mac_ratio = ms["student", "gmacs"] / ms["vit_teacher", "gmacs"]
+            for runtime in RUNTIMES:
+                for t in thread_counts:
+                    if ("student", runtime, t) in ms and ("vit_teacher", runtime, t) in ms:
+                        s_ms, v_ms = ms["student", runtime, t], ms["vit_teacher", runtime, t]
+                        ratio_rows.append([preset, runtime, t, f"{s_ms:.1f}", f"{v_ms:.1f}",
+                                           f"{s_ms / v_ms:.3f} ({v_ms / s_ms:.1f}x faster)", f"{mac_ratio:.3f}"])
+    torch.set_num_threads(before)
+    header = ["preset", "role", "model", "clip -> model input", "GMACs/view"] + [
+        f"{r} ms, {t} thr" for r in RUNTIMES for t in thread_counts]
+    missing = "" if has_onnx else f" ONNX Runtime: not installed ({export.EXPORT_EXTRA})."
+    return "\n".join([
+        "Deployed model: deploy.ClipClassifier (uint8 clip -> logits: models.adapt_input + the network), "
+        "batch 1, one clip, float32, CPU; ms per clip = median of `repeats` runs after `warmup` "
+        f"(warmup/repeats: tiny {'/'.join(map(str, cfg['deploy']['tiny']))}, other presets "
+        f"{'/'.join(map(str, cfg['deploy']['large']))}). "
+        "PyTorch: eager under inference_mode; ONNX Runtime: export.py's file (dynamo exporter, "
+        "fixed batch 1), CPU provider, intra-op threads as stated; TorchScript: torch.jit.trace, "
+        "torch's threads. Random weights (latency does not depend on them)." + missing
+        + (" --quick: ONNX for the students only, 1 thread unless --threads." if cfg["deploy_quick"] else ""), "",
+        md_table(header, rows), "",
+        "Student / ViT teacher: latency ratio next to the multiply-accumulate ratio (the paper's "
+        "efficiency claim is the MAC one).", "",
+        md_table(["preset", "runtime", "threads", "student ms", "ViT teacher ms", "student / ViT latency",
+                  "student / ViT MACs"], ratio_rows), "",
+        "Exported files vs PyTorch on the timed clip: " + "; ".join(notes) + ".",
+    ])
+
+
 # -------------------------------------------------------------------------------------- main
 def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
@@ -383,7 +503,7 @@ def get_args_parser():
     p.add_argument("--sections", default=",".join(SECTIONS),
                    help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--presets", default="paper,tiny",
-                   help="presets of the efficiency table (paper: MViTv2-S takes seconds per clip)")
+                   help="presets of the efficiency and deployment tables (paper: MViTv2-S takes seconds per clip)")
     p.add_argument("--step-preset", default="tiny", help="preset of the training-step section")
     p.add_argument("--batch-size", type=int, default=16, help="clips per training step")
     p.add_argument("--quick", action="store_true",
@@ -401,11 +521,14 @@ def settings(quick):
         return dict(reps=1, batches=2, synthetic=dict(videos_per_class=6),
                     hmdb_like=dict(num_classes=2, videos_per_class=4, num_frames=64),
                     step_warmup=1, step_repeats=2, steps_per_call=1, matmul_n=512,
-                    latency={"tiny": (1, 3), "large": (1, 1)})
+                    latency={"tiny": (1, 3), "large": (1, 1)},
+                    deploy={"tiny": (1, 3), "large": (1, 1)}, deploy_quick=True)
     return dict(reps=3, batches=20, synthetic={},  # {}: the synthetic set's default settings
                 hmdb_like=dict(num_classes=5, videos_per_class=10, num_frames=90),
                 step_warmup=2, step_repeats=7, steps_per_call=3, matmul_n=1024,
-                latency={"tiny": (3, 10), "large": (1, 3)})
+                latency={"tiny": (3, 10), "large": (1, 3)},
+                # deployment: (warmup, repeats); the paper preset's MViTv2-S takes ~1-3 s per clip
+                deploy={"tiny": (20, 200), "large": (3, 15)}, deploy_quick=False)
 
 
 def main(argv=None):
@@ -421,7 +544,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = settings(args.quick)
-    run = {"data": bench_data, "step": bench_step, "efficiency": bench_efficiency}
+    run = {"data": bench_data, "step": bench_step, "efficiency": bench_efficiency,
+           "deployment": bench_deployment}
     command = "python bench.py " + shlex.join(argv)
     text = open(args.results).read() if os.path.exists(args.results) else ""
     body = get_section(text, "bench") or ""

@@ -21,7 +21,8 @@ with clip and video accuracy. Decoding is decode.py; the synthetic set is synthe
    center crop; multi-view eval: num_clips uniformly spaced windows x num_crops crops along the
    long side -> (V, 3, L, S, S). Videos shorter than a window repeat their first/last frame
    (indices are clamped), never dropped. Returns uint8 `(3, L, S, S)` (L frames of S x S pixels)
-   and an int label; models.adapt_input converts and normalizes per model.
+   and an int label; models.adapt_input converts and normalizes per model. `eval_views(path,
+   ...)` gives the same evaluation views for any one video file, outside a dataset (predict.py).
 3. Bad videos. Training: a video that fails to decode is reported with `warnings.warn` (naming the
    file), counted in `dataset.num_failed` (shared by all DataLoader workers), and replaced by a
    random other video, so an epoch never dies on one broken file. Evaluation excludes them: in
@@ -141,6 +142,46 @@ def uniform_starts(num_video_frames, span, num_clips):
         return [room // 2] * num_clips  # negative when too short: both ends get clamped
     # Floor division keeps the middle of an odd number of clips on the centered window.
     return [i * room // (num_clips - 1) for i in range(num_clips)]
+
+
+def eval_clip_indices(num_video_frames, num_frames, frame_stride, num_clips):
+    """The frames of a video's `num_clips` evaluation windows -> [indices of each window]."""
+    span = (num_frames - 1) * frame_stride + 1
+    return [clip_indices(num_video_frames, num_frames, frame_stride, s)
+            for s in uniform_starts(num_video_frames, span, num_clips)]
+
+
+def crop_views(clip, size, num_crops):
+    """(L, 3, H, W) -> num_crops views (L, 3, S, S): short side resized to S, then crops spread
+    along the long side (one crop: the center)."""
+    clip = v2.functional.resize(tv_tensors.Video(clip), size, antialias=True)
+    L, C, H, W = clip.shape
+    S, M = size, num_crops
+    long_room = max(H, W) - S
+    # Floor division keeps the middle of an odd number of crops on the center crop.
+    offsets = [long_room // 2] if M == 1 else [i * long_room // (M - 1) for i in range(M)]
+    views = []
+    for off in offsets:
+        top, left = ((H - S) // 2, off) if W >= H else (off, (W - S) // 2)
+        views.append(v2.functional.crop(clip, top, left, S, S))
+    return views
+
+
+def _eval_views(frames, num_clips, size, num_crops):
+    """Decoded frames of the windows, uint8 (num_clips * L, H, W, 3) -> [(3, L, S, S) views],
+    clip-major (clip 0's crops, then clip 1's, ...)."""
+    # (N * L, H, W, 3) -> (N, L, 3, H, W): torchvision's video layout, channels before pixels.
+    frames = frames.view(num_clips, -1, *frames.shape[1:]).permute(0, 1, 4, 2, 3)
+    return [_to_cthw(view) for clip in frames for view in crop_views(clip, size, num_crops)]
+
+
+def eval_views(path, num_frames=8, frame_stride=2, size=32, num_clips=1, num_crops=1):
+    """One video file -> its evaluation views, uint8 (num_clips * num_crops, 3, L, S, S),
+    clip-major: the very views `HMDB51` in mode "eval" gives for it (predict.py's input).
+    Raises VideoDecodeError for a file that is not a decodable video."""
+    clips = eval_clip_indices(count_frames(path), num_frames, frame_stride, num_clips)
+    frames = decode_frames(path, [j for clip in clips for j in clip])
+    return torch.stack(_eval_views(frames, num_clips, size, num_crops))
 
 
 class HMDB51(Dataset):
@@ -277,39 +318,21 @@ class HMDB51(Dataset):
             # Random window start; a too-short video is centered and clamped instead.
             room = n - self.span
             start = int(torch.randint(room + 1, ()).item()) if room >= 0 else room // 2
-            starts = [start]
-        else:
-            starts = uniform_starts(n, self.span, self.num_clips)
-        clips = [clip_indices(n, self.num_frames, self.frame_stride, s) for s in starts]
+            clips = [clip_indices(n, self.num_frames, self.frame_stride, start)]
+        else:  # the same windows and views as eval_views(path), for a video of the dataset
+            clips = eval_clip_indices(n, self.num_frames, self.frame_stride, self.num_clips)
         # One decode pass for all views; repeated indices are decoded once.
         indices = [j for clip in clips for j in clip]
         frames = decode_frames(path, indices) if video is None else video[indices]
-        frames = frames.view(len(clips), self.num_frames, *frames.shape[1:])
-        # (N, L, H, W, 3) -> (N, L, 3, H, W): torchvision's video layout, channels before pixels.
-        frames = frames.permute(0, 1, 4, 2, 3)
         if not self.eval_mode:
-            # One call on the whole (L, 3, H, W) video: every frame gets the same crop and flip.
-            clip = self.train_transform(tv_tensors.Video(frames[0]))
+            # (L, H, W, 3) -> (L, 3, H, W): torchvision's video layout, channels before pixels.
+            # One call on the whole video: every frame gets the same crop and flip.
+            clip = self.train_transform(tv_tensors.Video(frames.permute(0, 3, 1, 2)))
             return _to_cthw(clip), label
-        views = [_to_cthw(view) for clip in frames for view in self._test_views(clip)]
+        views = _eval_views(frames, len(clips), self.size, self.num_crops)
         if len(views) == 1:
             return views[0], label
         return torch.stack(views), label  # (N * M, 3, L, S, S)
-
-    def _test_views(self, clip):
-        """(L, 3, H, W) -> num_crops views (L, 3, S, S): short side resized to S, then crops spread
-        along the long side (one crop: the center)."""
-        clip = v2.functional.resize(tv_tensors.Video(clip), self.size, antialias=True)
-        L, C, H, W = clip.shape
-        S, M = self.size, self.num_crops
-        long_room = max(H, W) - S
-        # Floor division keeps the middle of an odd number of crops on the center crop.
-        offsets = [long_room // 2] if M == 1 else [i * long_room // (M - 1) for i in range(M)]
-        views = []
-        for off in offsets:
-            top, left = ((H - S) // 2, off) if W >= H else (off, (W - S) // 2)
-            views.append(v2.functional.crop(clip, top, left, S, S))
-        return views
 
 
 def _to_cthw(clip):

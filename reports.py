@@ -6,7 +6,7 @@ Reading guide
                  of results.json: every model's accuracy and cost, the student's reduction vs the
                  ViT teacher, the per-epoch history, the wall time by stage), `print_report`
                  (the table train.py ends with), `write_reports` (results.json, log.csv, the
-                 plain student.pt).
+                 plain student.pt and its student.json, deploy.py's format).
   RESULTS.md     ablate.py and bench.py each own sections between markers: `machine` (the line
                  naming what produced a measurement), `md_table`, `get_section`,
                  `replace_section`, `write_section` (rewrites one section, keeps the rest).
@@ -18,6 +18,7 @@ import platform
 
 import torch
 
+import deploy
 import models
 from plumbing import atomic_save
 
@@ -78,9 +79,13 @@ def write_config(args):
     return path
 
 
-def write_reports(out_dir, out, student):
-    """results.json, log.csv (one row per stage and epoch) and the plain student.pt."""
+def write_reports(out_dir, out, student, classes=None):
+    """results.json, log.csv (one row per stage and epoch), the plain student.pt and, given the
+    class names, student.json (what predict.py and export.py need to use it: deploy.py)."""
     atomic_save(student.state_dict(), os.path.join(out_dir, "student.pt"))  # no SDD head in it
+    if classes is not None:
+        row = out["models"].get("student") or out["models"].get("student_ce")  # CE-only runs
+        deploy.write_student_info(out_dir, out["config"], classes, row)
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(out, f, indent=1, default=str)
     hist = [r for k in out["history"] for r in out["history"][k]]

@@ -20,7 +20,8 @@ Read top to bottom: arguments -> data -> teachers -> one training step -> evalua
                          0.5. The SDD head (phi projections + SDB) trains with the student and is
                          dropped from the saved student. (--skip-student stops after stage 2.)
     report               clip_acc@1 / video_acc@1 of all four models (best and last epoch),
-                         params, GMACs, and <out>/results.json, student.pt, log.csv, config.json.
+                         params, GMACs, and <out>/results.json, student.pt (+ student.json), log.csv,
+                         config.json.
 
 Teachers are frozen: eval() mode, requires_grad False, outputs under torch.no_grad(), so neither
 their weights nor their BatchNorm statistics can move. Both student stages start from the same
@@ -363,7 +364,7 @@ def main(argv=None):
     out = reports.results(args, preset, trained, metrics, time.time() - t_start, seconds)
     if is_main():
         reports.print_report(out)
-        reports.write_reports(args.out, out, student)
+        reports.write_reports(args.out, out, student, classes)  # + student.json for predict.py
     return out
 
 

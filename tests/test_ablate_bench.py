@@ -295,6 +295,11 @@ def test_bench_quick_runs_every_section_and_keeps_the_ablation_section(tmp_path)
     assert "losses forward" in section and "GMAC/s" in section
     assert "| tiny | student | x3d_s_tiny |" in section and "fewer parameters" in section
     assert "HMDB51 layout, 6,766 videos" in section and "clips/s, 2 workers" in section
+    deployment = reports.get_section(section, "bench-deployment")
+    for role, model in (("vit_teacher", "mvit_tiny"), ("cnn_teacher", "x3d_m_tiny"), ("student", "x3d_s_tiny")):
+        assert f"| tiny | {role} | {model} |" in deployment
+    assert "| tiny | PyTorch | 1 |" in deployment and "| tiny | TorchScript | 1 |" in deployment
+    assert "student / ViT latency" in deployment and "student / ViT MACs" in deployment
     # Rerunning one section rewrites it and keeps the others.
     bench.main(["--quick", "--sections", "efficiency", "--presets", "tiny",
                 "--results", str(results)])
