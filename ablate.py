@@ -54,6 +54,8 @@ How the rows share work (and why the comparison is paired):
   only reported under the table (its default is assumed).
 - `--jobs N` runs N train.py processes side by side (each with --threads torch threads; its log
   in <run>/train.log); the first run of each seed trains the teachers before the others start.
+  Runs go seed by seed, so a sweep stopped early (Ctrl-C or kill) holds whole seeds; `--report`
+  writes the tables from what is finished without training anything.
 
 Claims (computed, never typed in, stats.py): for each pair (A, B) the per-seed differences, their
 mean, a 95% percentile bootstrap CI (10,000 resamples), the share of seeds with A > B and the
@@ -176,6 +178,9 @@ def get_args_parser():
                         + ", ".join(f"{k} {' '.join(f'{r:g}' for r in v)}" for k, v in TUNE_RATES.items()) + ")")
     p.add_argument("--tune-epochs", type=int, nargs="+", default=list(TUNE_EPOCHS),
                    help="budgets, tried in this order while validation improves (default: %(default)s)")
+    p.add_argument("--report", action="store_true",
+                   help="write the tables from the runs finished so far and train nothing (e.g. "
+                        "while a sweep runs, or to stop a long one at a seed boundary)")
     p.add_argument("--jobs", type=int, default=1,
                    help="train.py processes side by side (default 1: in this process)")
     p.add_argument("--threads", type=int, default=None,
@@ -735,6 +740,8 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     command = "python ablate.py " + shlex.join(argv)
     if args.tune:
+        if args.report:
+            raise SystemExit("--report writes the sweep's tables; --tune writes its own when it ends")
         return tune(args, passthrough, command)
 
     tuned = load_json(args.tuned) if args.tuned and args.tuned != "none" else None
@@ -752,7 +759,7 @@ def main(argv=None):
     t0 = time.time()
     # What is finished (and whether it was made with these settings: stale runs fail here, early).
     table, _ = collect(every_seed, args.out, passthrough, args.val, args.rows, settings)
-    todo = plan(table, args.seeds, args.rows, args.out, passthrough, args.val, settings)
+    todo = [] if args.report else plan(table, args.seeds, args.rows, args.out, passthrough, args.val, settings)
     print(f"[ablate] {len(todo)} runs to train, rows {' '.join(args.rows)}, seeds "
           f"{seeds_text(args.seeds)}; finished runs under {args.out} are skipped", flush=True)
     run_all(todo, [row_argv(r, s, args.out, passthrough, args.val, skip, settings) for r, s, skip in todo],

@@ -98,6 +98,10 @@ def test_second_invocation_skips_finished_runs(sweep, monkeypatch):
 
     monkeypatch.setattr(train, "main", must_not_train)
     again = ablate.main(argv)
+    # --report trains nothing even where runs are missing (seed 2 has none), and keeps the table
+    reported = ablate.main(["--report", *argv[:argv.index("--seeds")], "--seeds", "0", "1", "2",
+                            *argv[argv.index("--seeds") + 3:]])
+    assert reported["datw"] == again["datw"] and 2 not in reported["datw"]
     assert {r: set(v) for r, v in again.items() if v} == {r: {0, 1} for r in ("ce", "uniform", "datw")}
     assert again["datw"][1]["clip_acc@1"] == table["datw"][1]["clip_acc@1"]
     assert OTHER in (tmp / "RESULTS.md").read_text()
