@@ -591,7 +591,7 @@ def tune(args, passthrough, command):
     """The coordinate search of the reading guide -> the chosen settings (also written)."""
     rows = [r for r in args.rows if r not in MATCHED]
     init = {r: student_setting(resolved([*passthrough, *ROWS[r].flags]))[0] for r in rows}
-    grid = {r: args.tune_rates or TUNE_RATES[init[r]] for r in rows}
+    grid = {r: list(args.tune_rates or TUNE_RATES[init[r]]) for r in rows}  # grows at its edges
     budgets = args.tune_epochs
     points = {}  # (lr, epochs) -> that grid point's table
 
@@ -616,7 +616,6 @@ def tune(args, passthrough, command):
             points[pt] = {**points.get(pt, {}), **{r: v for r, v in collect(args.seeds, out, extra, True, rs)[0].items() if v}}
 
     t0 = time.time()
-    grid = {r: list(g) for r, g in grid.items()}
     run_round({r: [(lr, budgets[0]) for lr in grid[r]] for r in rows})
     best_lr = lambda r: max((lr for lr in grid[r] if (lr, budgets[0]) in tune_means(points, r)),
                             key=lambda lr: tune_means(points, r)[(lr, budgets[0])], default=None)
