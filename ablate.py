@@ -445,12 +445,13 @@ def claims(table, metrics=("clip_acc@1", "video_acc@1")):
             lines.append({"claim": what, "a": a, "b": b, "metric": metric, "seeds": len(seeds),
                           "mean_a": statistics.fmean(va), "mean_b": statistics.fmean(vb),
                           "diff": statistics.fmean(d), "lo": lo, "hi": hi,
-                          "share": stats.share_greater(va, vb), "verdict": stats.verdict(lo, hi)})
+                          "share": stats.share_greater(va, vb), "verdict": stats.verdict(lo, hi, len(d))})
     return lines
 
 
 READING = {"shown": "yes, on this benchmark", "reversed": "no: the opposite holds here",
-           "not resolved": "unknown: the seeds do not separate the two"}
+           "not resolved": "unknown: the seeds do not separate the two",
+           "too few seeds": f"not measured yet: fewer than {stats.MIN_SEEDS} seeds"}
 
 
 def box(table, where):

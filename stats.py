@@ -11,7 +11,8 @@ the (larger) spread of A and B themselves.
     paired_bootstrap_ci(d)   95% percentile bootstrap interval of mean(d): draw the n seeds with
                              replacement R = 10,000 times, take the mean of each draw, report the
                              2.5th and 97.5th percentiles of those means.
-    verdict(lo, hi)          "shown" (lo > 0), "reversed" (hi < 0), else "not resolved".
+    verdict(lo, hi, n)       "shown" (lo > 0), "reversed" (hi < 0), else "not resolved"; no
+                             verdict from fewer than MIN_SEEDS seeds ("too few seeds").
     share_greater(a, b)      the share of seeds where A beats B (ties count as half): with paired
                              runs, rliable's "probability of improvement".
     sampling_error(p, n)     sqrt(p (1 - p) / n): the evaluation split's own noise on an accuracy
@@ -28,6 +29,9 @@ import numpy as np
 
 RESAMPLES = 10_000
 LEVEL = 0.95
+# Below this many seeds the bootstrap has too few distinct resamples to say anything (one seed: a
+# zero-width interval at its own difference, which would read as certainty).
+MIN_SEEDS = 3
 
 
 def paired_bootstrap_ci(d, resamples=RESAMPLES, level=LEVEL, seed=0):
@@ -45,8 +49,11 @@ def paired_bootstrap_ci(d, resamples=RESAMPLES, level=LEVEL, seed=0):
     return float(lo), float(hi)
 
 
-def verdict(lo, hi):
-    """The reading of a CI of A - B: shown (A > B), reversed (A < B) or not resolved."""
+def verdict(lo, hi, n=MIN_SEEDS):
+    """The reading of a CI of A - B over n seeds: shown (A > B), reversed (A < B), not resolved,
+    or too few seeds to tell."""
+    if n < MIN_SEEDS:
+        return "too few seeds"
     if lo > 0:
         return "shown"
     if hi < 0:

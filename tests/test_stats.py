@@ -43,6 +43,9 @@ def test_verdicts_follow_the_sign_of_the_whole_interval():
     assert stats.verdict(0.1, 3.0) == "shown"
     assert stats.verdict(-3.0, -0.1) == "reversed"
     assert stats.verdict(-0.1, 3.0) == stats.verdict(0.0, 0.0) == "not resolved"
+    # One or two seeds give no verdict, however clear their interval looks.
+    assert stats.verdict(5.0, 5.0, n=1) == stats.verdict(1.0, 2.0, n=2) == "too few seeds"
+    assert stats.verdict(1.0, 2.0, n=3) == "shown"
 
 
 def test_share_counts_wins_and_half_ties():
