@@ -455,13 +455,15 @@ READING = {"shown": "yes, on this benchmark", "reversed": "no: the opposite hold
 
 
 def box(table, where):
-    """The answers on top: one line per claim (clip_acc@1) -> markdown."""
-    lines = [c for c in claims(table, ("clip_acc@1",))]
-    if not lines:
-        return "(no pair of compared rows has finished yet)"
-    rows = [[c["claim"], f"`{c['a']}` - `{c['b']}`", f"{c['diff']:+.1f}", f"[{c['lo']:+.1f}, {c['hi']:+.1f}]",
-             f"{c['share'] * c['seeds']:g}/{c['seeds']}", f"**{c['verdict']}**", READING[c["verdict"]]]
-            for c in lines]
+    """The answers on top: one line per claim (clip_acc@1), measured or not yet -> markdown."""
+    done = {(c["a"], c["b"]): c for c in claims(table, ("clip_acc@1",))}
+    rows = []
+    for a, b, what in CLAIMS:
+        c = done.get((a, b))
+        rows.append([what, f"`{a}` - `{b}`", "-", "-", "-", "**not run**", "no finished runs of both rows"]
+                    if c is None else
+                    [what, f"`{a}` - `{b}`", f"{c['diff']:+.1f}", f"[{c['lo']:+.1f}, {c['hi']:+.1f}]",
+                     f"{c['share'] * c['seeds']:g}/{c['seeds']}", f"**{c['verdict']}**", READING[c["verdict"]]])
     return "\n".join([
         f"What the benchmark says about the paper's claims ({where}; clip_acc@1 points; each row "
         f"at its own tuned rate and epochs; paired seeds, 95% percentile bootstrap CI of the mean "

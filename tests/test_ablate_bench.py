@@ -268,7 +268,11 @@ def test_claims_are_paired_differences_with_a_bootstrap_ci_and_a_verdict():
     c = lines[("full", "vit_teacher", "clip_acc@1")]  # the seed's own ViT teacher: 60
     assert (c["diff"], c["verdict"]) == (0.0, "not resolved")
     assert ("full", "full_direct", "clip_acc@1") not in lines  # rows not run: no claim at all
-    assert "| DATW beats uniform teacher weights | `datw` - `uniform` | +0.0 |" in ablate.box(table, "test")
+    box = ablate.box(table, "test")
+    assert "| DATW beats uniform teacher weights | `datw` - `uniform` | +0.0 |" in box
+    # every claim of the paper has its line, measured or not
+    assert "| SDD's residual target beats direct ViT-feature mimicry | `full` - `full_direct` | - |" in box
+    assert box.count("\n| ") == len(ablate.CLAIMS) + 1  # the header, then one line per claim
 
 
 def test_sections_replace_only_their_own_text_and_refuse_half_markers(tmp_path):
