@@ -181,6 +181,11 @@ def get_args_parser():
     p.add_argument("--report", action="store_true",
                    help="write the tables from the runs finished so far and train nothing (e.g. "
                         "while a sweep runs, or to stop a long one at a seed boundary)")
+    p.add_argument("--recorded", action="store_true",
+                   help="also count the runs recorded in results/ablation.csv whose folders are gone "
+                        "(a fresh clone, a cleaned disk) if their row's rate and epochs are today's "
+                        "(give the recorded sweep's arguments after --): they are not retrained; the "
+                        "table warns if a seed's new runs got other teachers than the recorded ones")
     p.add_argument("--jobs", type=int, default=1,
                    help="train.py processes side by side (default 1: in this process)")
     p.add_argument("--threads", type=int, default=None,
@@ -348,13 +353,15 @@ def run_all(todo, argvs, jobs=1, threads=None):
 
 
 # ------------------------------------------------------------------------------- the table
-def collect(seeds, out, passthrough, val, selected, settings=None):
+def collect(seeds, out, passthrough, val, selected, settings=None, recorded=None):
     """Finished results -> {row: {seed: {metric: value, ...}}} plus warnings.
 
     Every row finished under `out` for these seeds is included (not only the selected ones), so
     running a subset later does not drop rows from the table; a finished run made with other
     settings is an error if selected, else left out with a warning. A CE row is read from its own
-    run, else from a distillation run of its seed with its student setting.
+    run, else from a distillation run of its seed with its student setting. `recorded`: a CSV
+    written by write_csv; its runs fill the (row, seed)s with no finished folder, if their rate
+    and epochs are the row's setting now.
     """
     table, warnings, predates = {r: {} for r in ROWS}, [], {}
     key = {r: student_setting(resolved(row_argv(r, 0, out, passthrough, val, False, settings)))
@@ -382,6 +389,10 @@ def collect(seeds, out, passthrough, val, selected, settings=None):
                 for c, k in key.items():
                     if k == student_setting(res["config"]) and seed not in table[c]:
                         table[c][seed] = {**_entry(res, "student_ce"), "folder": folder, "run_seconds": 0.0}
+    if recorded:
+        n = fill_from_record(table, recorded, seeds, out, passthrough, val, settings)
+        if n:
+            warnings.append(f"{n} run(s) read from {recorded} (their folders are gone; not retrained)")
     for flags, n in predates.items():  # one line per set of flags, not one per run
         warnings.append(f"{n} finished run(s) predate train.py flag(s) "
                         f"{', '.join('--' + k.replace('_', '-') for k in flags)} (run without them)")
@@ -393,6 +404,31 @@ def collect(seeds, out, passthrough, val, selected, settings=None):
             warnings.append(f"seed {seed}: rows report different teacher accuracies, so the "
                             f"teachers were not shared (check --cache-dir and the flags after --)")
     return table, warnings
+
+
+def fill_from_record(table, path, seeds, out, passthrough, val, settings):
+    """Add the runs of a results CSV that `table` lacks and that match today's settings -> count.
+
+    The CSV keeps each run's rate and epochs, not the other train.py flags: those are taken to be
+    today's `passthrough` (the same arguments after `--` as the recorded sweep)."""
+    if not os.path.exists(path):
+        raise SystemExit(f"--recorded: no {path}; it is written by a sweep (python ablate.py)")
+    ints = ("seed", "epochs", "best_epoch", "videos")
+    n = 0
+    with open(path, newline="") as f:
+        for rec in csv.DictReader(f):
+            row, seed = rec["row"], int(rec["seed"])
+            if row not in ROWS or seed not in seeds or seed in table[row] or "lr" not in rec:
+                continue
+            _, lr, epochs = student_setting(resolved(row_argv(row, seed, out, passthrough, val, False, settings)))
+            if (float(rec["lr"]), int(rec["epochs"])) != (lr, epochs):
+                continue  # made with another setting: not this table's
+            entry = {k: (int(v) if k in ints else v if k == "folder" else float(v))
+                     for k, v in rec.items() if k not in ("row", "label") and v != ""}
+            entry.setdefault("run_seconds", entry.get("seconds", 0.0))
+            table[row][seed] = entry
+            n += 1
+    return n
 
 
 def _entry(res, stage):
@@ -475,7 +511,7 @@ def write_csv(path, table):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     cols = ["row", "label", "seed", "lr", "epochs", *METRICS, "best_epoch", "videos",
             *[f"{t}_{k}" for t in ("vit_teacher", "cnn_teacher") for k in METRICS],
-            "seconds", "folder"]
+            "seconds", "run_seconds", "folder"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -522,9 +558,11 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
                    num(c["diff"], "{:+.1f}"), f"[{c['lo']:+.1f}, {c['hi']:+.1f}]",
                    f"{c['share'] * c['seeds']:g}/{c['seeds']}", c["verdict"]] for c in claims(table)]
     config = {}
-    if per_seed:  # the settings every row shares, from any finished run
-        first = next(iter(per_seed.values()))["folder"]
-        config = load_json(os.path.join(first, "results.json"))["config"]
+    for v in per_seed.values():  # the settings every row shares, from any finished run on disk
+        res = load_json(os.path.join(v["folder"], "results.json"))
+        if res:
+            config = res["config"]
+            break
     split = ("20% of the training videos held out (train.py --val-fraction 0.2)" if args.val
              else f"test split {config.get('split', '?')}")
     all_seconds = sum(v["run_seconds"] for r in table.values() for v in r.values())
@@ -534,7 +572,7 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
         f"## Ablation ({'validation part of the training split' if args.val else 'test split'}, "
         f"preset `{config.get('preset', '?')}`, dataset `{config.get('dataset', '?')}`)", "",
         f"Command: `{command}`  ",
-        f"Seeds: {seeds_text(args.seeds)}; train.py arguments shared by every row: "
+        f"Seeds: {seeds_text({r: sorted(table[r]) for r in ROWS if table[r]})}; train.py arguments shared by every row: "
         f"`{shlex.join(passthrough) or '(defaults)'}`; each row's rate and epochs: "
         f"{'`' + os.path.relpath(args.tuned) + '` (python ablate.py --tune)' if args.tuned else 'train.py defaults'}; "
         f"teacher epochs {config.get('teacher_epochs', '?')} (ViT "
@@ -618,6 +656,11 @@ def tune(args, passthrough, command):
         for pt, (out, extra, rs) in outs.items():
             points[pt] = {**points.get(pt, {}), **{r: v for r, v in collect(args.seeds, out, extra, True, rs)[0].items() if v}}
 
+    # Rows tuned by an earlier --tune (another --rows) keep their choice and their grid points.
+    earlier = load_json(args.tuned) or {}
+    keep_matched = not {"full", "ce"} & set(rows)  # their epochs rest on full's and ce's costs
+    kept = {r: c for r, c in earlier.get("rows", {}).items()
+            if r not in rows and (r not in MATCHED or keep_matched)}
     t0 = time.time()
     run_round({r: [(lr, budgets[0]) for lr in grid[r]] for r in rows})
     best_lr = lambda r: max((lr for lr in grid[r] if (lr, budgets[0]) in tune_means(points, r)),
@@ -656,7 +699,7 @@ def tune(args, passthrough, command):
             vals = [v["clip_acc@1"] for v in points[(lr, ep)][r].values()]
             chosen[r] = {"lr": lr, "epochs": ep, "val_clip_acc@1": round(val, 2),
                          "val_std": round(mean_std(vals)[1], 2), "seeds": len(vals)}
-    cost = {}
+    cost = earlier.get("cost", {}) if keep_matched else {}
     if "full" in chosen and "ce" in chosen:
         for r, with_teachers in MATCHED.items():
             epochs, cost = matched_epochs(points, chosen, with_teachers)
@@ -665,12 +708,20 @@ def tune(args, passthrough, command):
                                 f"{chosen['full']['epochs']} epochs cost" + (" with its teachers" if with_teachers else "")}
     base = os.path.join(os.path.dirname(os.path.abspath(args.results)), "results")
     os.makedirs(base, exist_ok=True)
-    tuned = {"command": command, "seeds": args.seeds, "rates": {r: list(grid[r]) for r in rows},
+    commands = [*earlier.get("commands", [earlier["command"]] if "command" in earlier else []), command]
+    tuned = {"commands": commands if kept else [command], "seeds": args.seeds,
+             "rates": {**{r: v for r, v in earlier.get("rates", {}).items() if r in kept},
+                       **{r: list(grid[r]) for r in rows}},
              "epochs": budgets, "metric": "mean validation clip_acc@1 over seeds (--val-fraction 0.2)",
-             "cost": cost, "wall_seconds": round(time.time() - t0), "rows": chosen}
+             "cost": cost, "wall_seconds": round(time.time() - t0) + (earlier.get("wall_seconds", 0) if kept else 0),
+             "rows": {r: c for r, c in {**kept, **chosen}.items()}}
     with open(args.tuned, "w") as f:
         json.dump(tuned, f, indent=1)
-    with open(os.path.join(base, "tuning.csv"), "w", newline="") as f:
+    csv_path = os.path.join(base, "tuning.csv")
+    for (lr, ep), t in read_tuning_csv(csv_path, set(kept)).items():  # the kept rows' grid points
+        points.setdefault((lr, ep), {}).update(t)
+    rows = [r for r in ROWS if r in rows or (r in kept and r not in MATCHED)]
+    with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["row", "lr", "epochs", "seed", "clip_acc@1", "video_acc@1", "folder"])
         for (lr, ep), t in sorted(points.items()):
@@ -680,6 +731,21 @@ def tune(args, passthrough, command):
     write_section(args.results, "tuning", render_tuning(tuned, points, rows, args, command))
     print(f"[ablate --tune] wrote {args.tuned}; {time.time() - t0:.0f} s")
     return tuned
+
+
+def read_tuning_csv(path, rows):
+    """results/tuning.csv -> {(lr, epochs): {row: {seed: entry}}} for these rows ({} if absent)."""
+    points = {}
+    if not os.path.exists(path):
+        return points
+    with open(path, newline="") as f:
+        for rec in csv.DictReader(f):
+            if rec["row"] in rows:
+                entry = {"clip_acc@1": float(rec["clip_acc@1"]), "video_acc@1": float(rec["video_acc@1"]),
+                         "folder": rec["folder"]}
+                points.setdefault((float(rec["lr"]), int(rec["epochs"])), {}).setdefault(
+                    rec["row"], {})[int(rec["seed"])] = entry
+    return points
 
 
 def render_tuning(tuned, points, rows, args, command):
@@ -699,7 +765,8 @@ def render_tuning(tuned, points, rows, args, command):
     cost = tuned["cost"]
     return "\n".join([
         "## Tuning (validation: 20% of the training videos held out; never the test split)", "",
-        f"Command: `{command}`  ",
+        f"Command{'s' if len(tuned['commands']) > 1 else ''}: "
+        f"{', then '.join(f'`{c}`' for c in tuned['commands'])}  ",
         f"Seeds {' '.join(map(str, args.seeds))}; every row: each rate of its grid at "
         f"{tuned['epochs'][0]} epochs, then longer budgets ({', '.join(map(str, tuned['epochs'][1:]))}) "
         f"at the best rate while the mean improved. Cells: rate @ epochs: validation clip_acc@1, "
@@ -756,18 +823,21 @@ def main(argv=None):
         args.rows = [r for r in args.rows if r not in missing]
     csv_path = os.path.join(results_dir, "ablation.csv")
     args.seeds = {r: args.seeds or list(range(ROW_SEEDS[r])) for r in args.rows}
-    every_seed = sorted({s for ss in args.seeds.values() for s in ss})
+    # The table holds every finished seed, not only this invocation's: a later `--seeds 5 6`
+    # adds to the record instead of replacing it.
+    every_seed = sorted({s for ss in args.seeds.values() for s in ss} | set(range(max(ROW_SEEDS.values()))))
 
     t0 = time.time()
     # What is finished (and whether it was made with these settings: stale runs fail here, early).
-    table, _ = collect(every_seed, args.out, passthrough, args.val, args.rows, settings)
+    recorded = csv_path if args.recorded else None
+    table, _ = collect(every_seed, args.out, passthrough, args.val, args.rows, settings, recorded)
     todo = [] if args.report else plan(table, args.seeds, args.rows, args.out, passthrough, args.val, settings)
     print(f"[ablate] {len(todo)} runs to train, rows {' '.join(args.rows)}, seeds "
           f"{seeds_text(args.seeds)}; finished runs under {args.out} are skipped", flush=True)
     run_all(todo, [row_argv(r, s, args.out, passthrough, args.val, skip, settings) for r, s, skip in todo],
             args.jobs, args.threads)
 
-    table, warnings = collect(every_seed, args.out, passthrough, args.val, args.rows, settings)
+    table, warnings = collect(every_seed, args.out, passthrough, args.val, args.rows, settings, recorded)
     wall = time.time() - t0
     write_csv(csv_path, table)
     body = render(table, warnings, args, passthrough, command, wall, len(todo), csv_path)

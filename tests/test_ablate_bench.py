@@ -4,6 +4,7 @@ teachers, computes its claims; bench.py runs its sections; both keep each other'
 Smoke runs only (dry runs, --quick): the point is the wiring, not the numbers. No timing asserts.
 """
 import csv
+import io
 import json
 import math
 import os
@@ -194,6 +195,16 @@ def test_tuning_reads_only_the_training_videos_and_writes_each_rows_choice(sweep
     assert {(r["row"], r["lr"], r["epochs"]) for r in runs} >= {("ce", "0.001", "1"), ("ce", "0.002", "1"),
                                                               ("full", "0.001", "1"), ("full", "0.002", "1")}
     assert "## Tuning (validation" in reports.get_section(results.read_text(), "tuning")
+    # Tuning more rows later keeps the earlier rows' choices, the matched rows and their grid points.
+    more = ablate.main(["--tune", "--rows", "uniform", "--seeds", "0", "1", "--out", str(tmp_path / "tune"),
+                        "--results", str(results), "--tune-rates", "0.001", "--tune-epochs", "1",
+                        *argv[argv.index("--"):]])
+    assert {r: more["rows"][r] for r in tuned["rows"]} == tuned["rows"] and "uniform" in more["rows"]
+    assert len(more["commands"]) == 2 and more["cost"] == tuned["cost"]
+    with open(tmp_path / "results" / "tuning.csv") as f:
+        assert {r["row"] for r in csv.DictReader(f)} == {"ce", "full", "uniform"}
+    section = reports.get_section(results.read_text(), "tuning")
+    assert all(f"| {r} |" in section for r in ("ce", "full", "uniform", "ce_matched"))
 
 
 def test_plan_gives_ce_to_one_run_per_seed_and_a_started_run_keeps_its_setting(tmp_path):
@@ -317,3 +328,31 @@ def test_cpu_latency_is_positive_and_leaves_the_model_as_it_was():
     model = models.build_model("x3d_s_tiny", 9).train()
     ms = bench.cpu_latency_ms(model, (3, 8, 32, 32), warmup=1, repeats=2)
     assert ms > 0 and model.training
+
+
+def test_recorded_runs_fill_deleted_folders_and_count_in_the_claims(sweep, tmp_path, monkeypatch):
+    import shutil
+    tmp, argv, table = sweep
+    record = tmp / "results" / "ablation.csv"
+    original = record.read_text()
+
+    def must_not_train(argv):
+        raise AssertionError(f"a recorded run was retrained: {argv}")
+
+    monkeypatch.setattr(train, "main", must_not_train)
+    shutil.move(tmp / "runs" / "datw" / "seed1", tmp_path / "seed1")  # gone from disk, kept in the record
+    try:
+        again = ablate.main(["--recorded", *argv])
+        assert again["datw"][1]["clip_acc@1"] == table["datw"][1]["clip_acc@1"]
+        assert again["datw"][1]["cnn_teacher_clip_acc@1"] == table["datw"][1]["cnn_teacher_clip_acc@1"]
+        assert "1 run(s) read from" in (tmp / "RESULTS.md").read_text()
+        assert ablate.main(["--report", *argv])["datw"].keys() == {0}  # without the flag: not read
+        # a run recorded at another rate is not this table's: without its folder, it is missing
+        rows = list(csv.DictReader(io.StringIO(original)))
+        with open(record, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader(), w.writerows({**r, "lr": "0.5"} for r in rows)
+        assert 1 not in ablate.main(["--report", "--recorded", *argv])["datw"]
+    finally:
+        shutil.move(tmp_path / "seed1", tmp / "runs" / "datw" / "seed1")
+        record.write_text(original)
