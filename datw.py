@@ -20,7 +20,10 @@ student is distilled towards the weighted logits  z_target = w_vit z_vit + w_cnn
 Two temperatures, two names: T is the KD temperature (Hinton's), T_c the temperature at which a
 teacher's confidence is read; tau_w sets the contrast of the softmax over teachers.
 
-Our reading (the paper's text was not available; only z_target above is given):
+Our reading. The paper gives the fused target z_target and says in words what the efficacy
+score rewards: a confident teacher (a low-entropy softmax) that disagrees with the student (a
+cosine distance between logits), the scores normalized into weights over the teachers. How the
+two factors combine, how they are scaled and normalized, and at which temperatures are ours:
 - e = c * d, a product: a teacher must be sure AND say something new. An unsure teacher (c=0)
   or one that repeats the student (d=0) scores 0 whatever the other factor; the softmax still
   gives it a share, so no teacher is ever switched off completely. Note: a consequence. A teacher
@@ -108,7 +111,8 @@ def fuse_logits(teacher_logits, w):
 def kd_loss(student_logits, target_logits, T=4.0):
     """Hinton KD: T^2 * KL(softmax(z_target/T) || softmax(z_s/T)), sum over classes, mean over B."""
     B = student_logits.shape[0]
-    # float32 with autocast off: exp/log of logits up to 1e4 must stay finite (house rule).
+    # float32 with autocast off, whatever the caller's precision: exp/log of logits up to 1e4
+    # must stay finite and keep their digits, which fp16/bf16 cannot promise.
     with torch.autocast(device_type=student_logits.device.type, enabled=False):
         # The target is a fixed teacher signal: detach so no gradient can reach a teacher.
         log_p_t = F.log_softmax(target_logits.detach().float() / T, dim=1)  # (B, C)

@@ -28,7 +28,8 @@ Our interpretations and deviations (the paper does not specify these):
   - Note: X3D-S is fed 13x160x160 (its training crop and the input of the published 1.96 GMACs);
     pytorchvideo's own evaluation recipe uses a 182 px short side. Both work here.
   - Note: the tiny variants are ours, sized so that the whole default CPU run takes minutes (the
-    comment above `_X3D_CONFIGS` gives their shapes; RESULTS.md their measured step times).
+    comment above `_X3D_CONFIGS` gives their shapes; RESULTS.md, "Timings behind the code's
+    comments", their measured step times).
     From scratch the tiny ViT teacher needs spatial augmentation, mean pooling of its tokens and
     more epochs than the CNNs (see `_mvit_tiny`).
 Deliberately left out: multi-GPU wrappers, torch.compile, mixed precision (train.py's business);
@@ -141,15 +142,17 @@ def adapt_input(clip: torch.Tensor, spec: InputSpec) -> torch.Tensor:
 # (5, 10, 25, 15) for L.
 #
 # Tiny variants (ours) for the `tiny` preset on a CPU, sized by their train-step time on 2 cores
-# (RESULTS.md); 9 classes; the student is fed 6x24 (`_INPUT_SPECS`), its map then in brackets:
+# (RESULTS.md, "Timings behind the code's comments"); 9 classes; the student is fed 6x24
+# (`_INPUT_SPECS`), its map then in brackets:
 #   name         params   last-stage map (C x L'xH'xW')   embed
 #   x3d_s_tiny    73 K     64 x 8x4x4 [64 x 6x3x3]          128  (student)
 #   x3d_m_tiny   378 K    128 x 8x4x4                       256  (CNN teacher)
 #   mvit_tiny    358 K     96 x 4x4x4                        96  (ViT teacher)
-# `python models.py` prints these shapes and the GMACs from the code. Both teachers have ~5x the student's parameters (and, on its smaller input, ~12x its
-# multiply-adds), like the paper's ordering. The two X3D stages at 4x4 keep stride 1 (spatial
-# strides 2, 2, 1, 1), so that the "map" the SDD branch works on is 4x4 rather than the 1x1 that
-# X3D's stride 32 would leave of a 32 px frame.
+# `python models.py` prints these shapes and the GMACs from the code. Both teachers have ~5x the
+# student's parameters (and, on its smaller input, ~12x its multiply-adds), like the paper's
+# ordering. The two X3D stages at 4x4 keep stride 1 (spatial strides 2, 2, 1, 1), so that the
+# "map" the SDD branch works on is 4x4 rather than the 1x1 that X3D's stride 32 would leave of a
+# 32 px frame.
 _X3D_CONFIGS = {
     "x3d_xs": dict(),
     "x3d_s": dict(),
@@ -193,9 +196,10 @@ def _mvit_tiny(num_classes: int) -> MeanPoolMViT:
     of the patch tokens (`MeanPoolMViT`).
     Note: why mean pooling. With MViTv2-S's class token this model, trained from scratch, sat near
     chance for many epochs and in some seeds never learned; with mean pooling it learned early and
-    ended higher (RESULTS.md has the runs). Without label-preserving spatial augmentation every
-    tiny MViT we tried memorized the training clips. The pooling block helped most: it is MViT's
-    own convolutional inductive bias. ViTs are data hungry.
+    ended higher (the runs are in RESULTS.md's history: `git log -p -S 'class token' RESULTS.md`).
+    Without label-preserving spatial augmentation every tiny MViT we tried memorized the training
+    clips. The pooling block helped most: it is MViT's own convolutional inductive bias. ViTs are
+    data hungry.
     """
     pool = dict(kernel_q=[3, 3, 3], kernel_kv=[3, 3, 3], stride_q=[1, 2, 2], stride_kv=[1, 2, 2])
     plain = dict(kernel_q=[1, 1, 1], kernel_kv=[1, 1, 1], stride_q=[1, 1, 1], stride_kv=[1, 1, 1])
@@ -275,10 +279,9 @@ def freeze_below_top(model: nn.Module, name: str) -> int:
 PRESETS = {
     # CPU default: the real architecture classes at toy sizes; every model takes the whole clip.
     # teacher_finetune: what a pretrained (CNN, ViT) teacher fine-tunes, "all" or its "top"
-    # (`TOP_LAYERS`). Tiny: the ViT only its top, whose train step on 2 CPU cores costs a third of
-    # the whole ViT's and which on validation ended higher than fine-tuning all of it; the CNN's top
-    # alone ended lower, so the CNN fine-tunes all (RESULTS.md, "How the benchmark's fixed
-    # settings were chosen").
+    # (`TOP_LAYERS`). Tiny: the ViT only its top, because that step is much cheaper and on
+    # validation it ended higher than fine-tuning all of it; the CNN's top alone ended lower, so
+    # the CNN fine-tunes all (RESULTS.md, "How the benchmark's fixed settings were chosen").
     "tiny": dict(vit_teacher="mvit_tiny", cnn_teacher="x3d_m_tiny", student="x3d_s_tiny",
                  clip=dict(num_frames=8, frame_stride=2, size=32), teacher_finetune=("all", "top")),
     # The paper's models at their native inputs: MViTv2-S 16x224, X3D-M 16x224, X3D-S 13x160
@@ -358,7 +361,7 @@ def _preset_table(preset: str, num_classes: int = 400) -> str:
 
 if __name__ == "__main__":
     # Kinetics-400 heads for the full-size presets (the published tables count them); for `tiny`,
-    # the 9 classes of the synthetic dataset that data.make_synthetic_hmdb51 writes by default.
+    # the 9 classes of the synthetic dataset that synthetic.make_synthetic_hmdb51 writes by default.
     for preset in PRESETS:
         print(_preset_table(preset, num_classes=9 if preset == "tiny" else 400) + "\n")
     print("Paper: X3D-S vs MViTv2-S, 3.79M vs 34.54M parameters (~89% fewer), "

@@ -66,8 +66,9 @@ TEACHER_LR = {"pretrained": (4e-3, 2e-3), "scratch": (2e-3, 1e-3)}
 # each init and for the CE-only student (its best is the distilled student's best too): a
 # student from random weights needs a larger step than one fine-tuned from the zoo.
 STUDENT_LR = {"pretrained": 2e-3, "scratch": 8e-3}
-# On a CPU the model already runs on every core; loader processes would only compete with torch's
-# threads (2 cores: 2 workers made the student stages ~35% slower than 0).
+# On a CPU with few cores the model already keeps every core busy: loader processes would only
+# take cores from torch's threads and slow the training step down (measured on 2 cores). With
+# more cores, or on a GPU, two workers decode while the model computes.
 WORKERS_HELP = "(default: 0 on a CPU with at most 4 cores, else 2)"
 # Settings that never change a run's numbers: a checkpoint written with others still fits
 # (--pretrained-dir only says where the same published files lie).

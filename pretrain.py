@@ -40,7 +40,8 @@ import train
 
 PRETRAIN_RECIPE_VERSION = 1  # bump when the training code below changes the weights it makes
 ZOO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
-# Per model: epochs and peak learning rate. The ViT learns from scratch more slowly (README).
+# Per model: epochs and peak learning rate. The ViT learns from scratch more slowly (models.py,
+# `_mvit_tiny`).
 SCHEDULE = {"mvit_tiny": (30, 1e-3), "x3d_m_tiny": (15, 2e-3), "x3d_s_tiny": (15, 2e-3)}
 CORPUS = dict(videos_per_class=60)  # synthetic.make_synthetic_kinetics settings (others: defaults)
 COMMON = dict(batch_size=16, wd=0.05, warmup_epochs=2.0, clip_grad=5.0, seed=0)

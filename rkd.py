@@ -27,7 +27,8 @@ metric/loss.py), which fixes details the equations leave open:
 - mu is the mean of the off-diagonal distances (the diagonal is 0 and is left out of mu);
 - the teacher side is a constant (the official code builds it under no_grad).
 Deviation: none in the values. We write smooth-L1 and the means out instead of calling
-F.smooth_l1_loss (house rule: explicit reductions); the tests check both against naive loops.
+F.smooth_l1_loss, so the reductions (which mean, over which pairs) are visible next to the
+equations instead of hidden in a default; the tests check both against naive loops.
 Left out: RKD on intermediate layers; the paper applies it to the pooled embedding.
 Consumes: feats_s["embed"] (B, D_s) and feats_vit["embed"] (B, D_vit); other shapes are flattened.
 """
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 
 def _as_float_matrix(f):
     # (B, ...) -> (B, D) in float32: relations need a vector per sample, and distances of
-    # bf16/fp16 embeddings lose most of their digits (house rule: losses in float32).
+    # bf16/fp16 embeddings lose most of their digits, so the losses are computed in float32.
     return f.float().reshape(f.shape[0], -1)
 
 

@@ -226,8 +226,8 @@ class X3D(nn.Module):
     def forward(self, x):  # (B, 3, L, H, W) -> (B, num_classes)
         if x.device.type == "cpu":
             # Note: oneDNN runs depthwise 3D convs about 2x faster (forward + backward) on
-            # channels-last tensors; the layout changes no value (RESULTS.md has the timing).
-            # Left alone on GPUs, where it was not measured.
+            # channels-last tensors; the layout changes no value (RESULTS.md, "Timings
+            # behind the code's comments"). Left alone on GPUs, where it was not measured.
             x = x.contiguous(memory_format=torch.channels_last_3d)
         for block in self.blocks:
             x = block(x)
