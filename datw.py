@@ -21,9 +21,10 @@ Two temperatures, two names: T is the KD temperature (Hinton's), T_c the tempera
 teacher's confidence is read; tau_w sets the contrast of the softmax over teachers.
 
 Our reading. The paper gives the fused target z_target and says in words what the efficacy
-score rewards: a confident teacher (a low-entropy softmax) that disagrees with the student (a
-cosine distance between logits), the scores normalized into weights over the teachers. How the
-two factors combine, how they are scaled and normalized, and at which temperatures are ours:
+score rewards: a confident teacher (a low-entropy softmax) that disagrees with the student (for
+example a cosine distance between logits), the scores normalized into weights over the teachers.
+How the two factors combine, how they are scaled and normalized, and at which temperatures are
+ours:
 - e = c * d, a product: a teacher must be sure AND say something new. An unsure teacher (c=0)
   or one that repeats the student (d=0) scores 0 whatever the other factor; the softmax still
   gives it a share, so no teacher is ever switched off completely. Note: a consequence. A teacher
