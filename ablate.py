@@ -406,6 +406,16 @@ def collect(seeds, out, passthrough, val, selected, settings=None, recorded=None
     return table, warnings
 
 
+def seeds_found(out, recorded=None):
+    """Seeds with a run folder of any row under `out`, or a run in the `recorded` CSV."""
+    found = {int(d[4:]) for r in ROWS if os.path.isdir(os.path.join(out, r))
+             for d in os.listdir(os.path.join(out, r)) if d.startswith("seed") and d[4:].isdigit()}
+    if recorded and os.path.exists(recorded):
+        with open(recorded, newline="") as f:
+            found |= {int(rec["seed"]) for rec in csv.DictReader(f)}
+    return found
+
+
 def fill_from_record(table, path, seeds, out, passthrough, val, settings):
     """Add the runs of a results CSV that `table` lacks and that match today's settings -> count.
 
@@ -825,7 +835,8 @@ def main(argv=None):
     args.seeds = {r: args.seeds or list(range(ROW_SEEDS[r])) for r in args.rows}
     # The table holds every finished seed, not only this invocation's: a later `--seeds 5 6`
     # adds to the record instead of replacing it.
-    every_seed = sorted({s for ss in args.seeds.values() for s in ss} | set(range(max(ROW_SEEDS.values()))))
+    every_seed = sorted({s for ss in args.seeds.values() for s in ss} | set(range(max(ROW_SEEDS.values())))
+                        | seeds_found(args.out, csv_path if args.recorded else None))
 
     t0 = time.time()
     # What is finished (and whether it was made with these settings: stale runs fail here, early).

@@ -356,3 +356,12 @@ def test_recorded_runs_fill_deleted_folders_and_count_in_the_claims(sweep, tmp_p
     finally:
         shutil.move(tmp_path / "seed1", tmp / "runs" / "datw" / "seed1")
         record.write_text(original)
+
+
+def test_seeds_found_on_disk_and_in_the_record_join_the_table(tmp_path):
+    # a report without --seeds must keep seeds beyond the default 0..9 (e.g. a second machine's)
+    (tmp_path / "out" / "datw" / "seed12").mkdir(parents=True)
+    (tmp_path / "out" / "datw" / "notes").mkdir()
+    (tmp_path / "rec.csv").write_text("row,seed\nfull,15\nce,3\n")
+    assert ablate.seeds_found(str(tmp_path / "out")) == {12}
+    assert ablate.seeds_found(str(tmp_path / "out"), str(tmp_path / "rec.csv")) == {3, 12, 15}
