@@ -16,11 +16,12 @@ resumable. train.py reads as the method and calls these helpers; what a run repo
   loaders        `train_loader` (shuffled by a generator seeded per epoch; DataLoader workers
                  draw their crops from their own seeded streams) and `eval_loader` (each rank
                  takes a disjoint share of the videos, no padding).
-  one stage      `fit`: the epochs of one model (teacher fine-tuning, student_ce, student) with
-                 the lr schedule, per-epoch evaluation, logging, checkpoints and resume; the
-                 step itself (`train_one_epoch`) and `evaluate` are train.py's, passed in.
-                 The distilled student of every epoch is kept (`student_epoch_path`) for
-                 diagnostics.py.
+  one stage      `fit`: the epochs of one model (a teacher's fine-tuning, student_ce, student)
+                 with the lr schedule, evaluation, logging, checkpoints and resume; the step
+                 itself (`train_one_epoch`) and `evaluate` are train.py's, passed in, and so is
+                 what differs between stages: which random streams the epochs draw from
+                 (`data_key`: the two student stages share theirs) and whether every epoch's
+                 model is kept (`keep_epochs`, `student_epoch_path`: for diagnostics.py).
   checkpoints    `atomic_save` (write, then rename: never a half-written file), `run_key(args)`
                  (the settings a checkpoint must share with the run that resumes it),
                  `save_checkpoint` / `restore_checkpoint` (everything an epoch boundary needs).
@@ -42,12 +43,13 @@ import math
 import os
 import random
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
 import checkpoints
 import data
@@ -211,6 +213,12 @@ def build_datasets(args, clip):
     return train_set, eval_set, root
 
 
+class Splits(NamedTuple):
+    """The data a stage trains and evaluates on."""
+    train_set: Dataset  # the training videos: `fit` builds each epoch's loader from it (`train_loader`)
+    eval_loader: DataLoader  # the evaluation videos' loader (`eval_loader`): the same every epoch
+
+
 def check_videos(*datasets):
     """train.py --check: print and return the unreadable or too-short videos of the datasets."""
     problems = [p for ds in datasets for p in data.check(ds)]
@@ -372,42 +380,45 @@ def dry_run_steps(args):
 
 def student_epoch_path(out, epoch):
     """<out>/student_epochs/epoch_XX.pt: the plain student after `epoch` (1-based), which `fit`
-    keeps for every epoch of the "student" stage (the deployable model, no SDD head)."""
+    keeps for every epoch of the distillation stage (the deployable model, no SDD head)."""
     return os.path.join(out, "student_epochs", f"epoch_{epoch:02d}.pt")
 
 
-def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate, teachers=None,
-        eval_model=None, ckpt_path=None):
-    """Train `net` for `epochs` epochs of train.py's `train_one_epoch`, evaluating `eval_model`
-    (default: `net`) with its `evaluate` after each, checkpointing every epoch and resuming
-    (--resume) from the last one. -> {"last": metrics, "best": metrics, "history": [rows]}."""
+def fit(stage, net, splits, args, spec, epochs, lr, *, train_one_epoch, evaluate, data_key,
+        teachers=None, eval_model=None, keep_epochs=False):
+    """Train `net` (its input: `spec`) for `epochs` epochs of train.py's `train_one_epoch`,
+    evaluating `eval_model` (default: `net`) with its `evaluate`, with a checkpoint after every
+    epoch in <out>/ckpt_<stage>.pt that --resume continues from.
+    -> {"last": metrics, "best": metrics, "history": [rows]}.
+
+    data_key names the random streams of each epoch (the order of the batches, augmentation,
+    dropout): stages given the same key see the same data. keep_epochs: also keep the evaluated
+    model of every epoch (`student_epoch_path`)."""
     max_steps = dry_run_steps(args)
-    steps = max_steps or len(loaders["train_set"]) // world_size() // args.batch_size
+    steps = max_steps or len(splits.train_set) // world_size() // args.batch_size
     optimizer, scheduler = adamw_warmup_cosine(net, lr, args, steps_per_epoch=steps, epochs=epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device.startswith("cuda"))
     ddp = nn.parallel.DistributedDataParallel(net) if dist.is_initialized() else net
+    eval_model, ckpt_path = eval_model or net, os.path.join(args.out, f"ckpt_{stage}.pt")
     state = {"epoch": 0, "history": [], "best": None}
-    if args.resume and ckpt_path:
+    if args.resume:
         state = restore_checkpoint(ckpt_path, args, net, optimizer, scheduler, scaler) or state
         if state["epoch"]:
             log(f"[{stage}] resumed after epoch {state['epoch']}")
     for epoch in range(state["epoch"], epochs):
         t0 = time.time()
-        # Both student stages draw the same batches and augmentations (a paired comparison).
-        data_key = "student" if stage.startswith("student") else stage
-        loader = train_loader(loaders["train_set"], args, (args.seed, data_key, epoch))
+        loader = train_loader(splits.train_set, args, (args.seed, data_key, epoch))
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
         seed_everything(args.seed, data_key, epoch, "rng")  # augmentation/dropout of this epoch
-        train_stats = train_one_epoch(ddp, loader, optimizer, scheduler, scaler, args, spec_s, teachers,
+        train_stats = train_one_epoch(ddp, loader, optimizer, scheduler, scaler, args, spec, teachers,
                                       epoch, max_steps, desc=f"{stage} {epoch + 1}/{epochs}")
         # Evaluating every view of the evaluation split after every epoch would cost each stage
         # one more pass over the data per epoch; by default only the last epoch is evaluated
         # (the reported numbers), --eval-every 1 gives the per-epoch accuracy curves.
         metrics = {}
         if epoch + 1 == epochs or (args.eval_every and (epoch + 1) % args.eval_every == 0):
-            metrics = evaluate(eval_model or net, loaders["eval"], spec_s, args, max_steps,
-                               desc=f"{stage} eval")
+            metrics = evaluate(eval_model, splits.eval_loader, spec, args, max_steps, desc=f"{stage} eval")
         row = {"stage": stage, "epoch": epoch + 1, **train_stats, **metrics,
                "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 2)}
         state["history"].append(row)
@@ -416,12 +427,12 @@ def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate
         state["epoch"] = epoch + 1
         log(f"[{stage}] epoch {epoch + 1}/{epochs} " + " ".join(
             f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
-        if is_main() and ckpt_path:
+        if is_main():
             save_checkpoint(ckpt_path, args, net, optimizer, scheduler, scaler, state)
-        if is_main() and stage == "student":  # diagnostics.py follows DATW's weights over epochs
+        if is_main() and keep_epochs:
             path = student_epoch_path(args.out, epoch + 1)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_save((eval_model or net).state_dict(), path)
+            atomic_save(eval_model.state_dict(), path)
     return {"last": state["history"][-1] if state["history"] else {}, "best": state["best"],
             "history": state["history"]}
 

@@ -201,10 +201,11 @@ def distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args):
             "w_vit": w[:, 0].mean(), "w_cnn": w[:, 1].mean()}
 
 
-def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec_s, teachers=None,
+def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec, teachers=None,
                     epoch=0, max_steps=None, desc="train"):
-    """One epoch. Without teachers: cross-entropy only (teacher fine-tuning, student_ce).
-    With teachers = {"vit": Teacher, "cnn": Teacher}: the paper's distillation loss."""
+    """One epoch of `net`, whose input is `spec`. Without teachers: cross-entropy only (teacher
+    fine-tuning, student_ce). With teachers = {"vit": Teacher, "cnn": Teacher}: the paper's
+    distillation loss, `net` the student (a Distiller)."""
     net.train()
     sums, n = {}, 0
     bar = tqdm(loader, desc=desc, leave=False, disable=not is_main(), total=max_steps or len(loader))
@@ -214,7 +215,7 @@ def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec_s, tea
         clip, y = clip.to(args.device, non_blocking=True), y.to(args.device, non_blocking=True)
         with torch.autocast("cuda", enabled=args.amp and args.device.startswith("cuda")):
             if teachers is None:
-                z = net(models.adapt_input(clip, spec_s))  # (B, C) logits of a plain model
+                z = net(models.adapt_input(clip, spec))  # (B, C) logits of a plain model
                 terms = {"ce": F.cross_entropy(z.float(), y, reduction="mean")}
                 loss = terms["ce"]
             else:
@@ -222,7 +223,7 @@ def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec_s, tea
                 with torch.no_grad():  # teachers only provide targets: no graph, no gradient
                     z_vit, f_vit = vit.tap(models.adapt_input(clip, vit.spec))
                     z_cnn, f_cnn = cnn.tap(models.adapt_input(clip, cnn.spec))
-                z_s, f_s, pred, target = net(models.adapt_input(clip, spec_s), f_vit["map"], f_cnn["map"])
+                z_s, f_s, pred, target = net(models.adapt_input(clip, spec), f_vit["map"], f_cnn["map"])
                 terms = distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args)
                 # Paper: L = CE + alpha * KD_DATW + beta * SDD + gamma * RKD
                 loss = terms["ce"] + args.alpha * terms["kd"] + args.beta * terms["sdd"] + args.gamma * terms["rkd"]
@@ -275,7 +276,7 @@ def evaluate(model, loader, spec, args, max_steps=None, desc="eval"):
 
 
 # ----------------------------------------------------------------------------------- teachers
-def get_teacher(role, name, ckpt, pretrained, args, loaders, num_classes, root):
+def get_teacher(role, name, ckpt, pretrained, args, splits, num_classes, root):
     """A fine-tuned, frozen teacher and its metrics: from --<role>-teacher-ckpt, the cache, or
     trained now (and cached, keyed by everything that changes it); `pretrained`: the file of its
     Kinetics-400 weights, or False."""
@@ -284,9 +285,9 @@ def get_teacher(role, name, ckpt, pretrained, args, loaders, num_classes, root):
     model = models.build_model(name, num_classes, pretrained=pretrained)
     if ckpt:  # fine-tuned elsewhere: evaluate once so the report has its accuracy
         model = frozen(load_state(model, ckpt, f"--{role}-teacher-ckpt").to(args.device))
-        r = evaluate(model, loaders["eval"], spec, args, plumbing.dry_run_steps(args), desc=f"eval {role}")
+        r = evaluate(model, splits.eval_loader, spec, args, plumbing.dry_run_steps(args), desc=f"eval {role}")
         return Teacher(FeatureTap(model), spec), {"last": r, "best": r, "history": []}
-    cache = plumbing.TeacherCache(args, role, name, root, len(loaders["train_set"]))
+    cache = plumbing.TeacherCache(args, role, name, root, len(splits.train_set))
     if cache.load(model):
         return Teacher(FeatureTap(frozen(model.to(args.device))), spec), cache.metrics
     recipe = plumbing.teacher_recipe(args, role)  # this teacher's epochs, lr and what it fine-tunes
@@ -294,8 +295,8 @@ def get_teacher(role, name, ckpt, pretrained, args, loaders, num_classes, root):
         log(f"[teacher {role}] fine-tuning the top: {models.freeze_below_top(model, name):,} of "
             f"{models.count_params(model):,} parameters")
     model.to(args.device)
-    metrics = plumbing.fit(f"teacher_{role}", model, loaders, args, spec, recipe["epochs"], recipe["lr"],
-                           train_one_epoch, evaluate, ckpt_path=os.path.join(args.out, f"ckpt_teacher_{role}.pt"))
+    metrics = plumbing.fit(f"teacher_{role}", model, splits, args, spec, recipe["epochs"], recipe["lr"],
+                           train_one_epoch=train_one_epoch, evaluate=evaluate, data_key=f"teacher_{role}")
     if is_main():
         cache.save(model, metrics)
     return Teacher(FeatureTap(frozen(model)), spec), metrics
@@ -325,7 +326,7 @@ def main(argv=None):
     if args.check:  # list unreadable / too-short videos of both splits, then stop
         return {"problems": plumbing.check_videos(train_set, eval_set)}
     classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
-    loaders = {"train_set": train_set, "eval": plumbing.eval_loader(eval_set, args)}
+    splits = plumbing.Splits(train_set, plumbing.eval_loader(eval_set, args))
     log(f"data: {len(train_set)} training videos, {len(eval_set)} evaluation videos, {len(classes)} classes")
 
     # stage 1: teachers, fine-tuned (or loaded) and then frozen
@@ -333,7 +334,7 @@ def main(argv=None):
     for role, ckpt in (("vit", args.vit_teacher_ckpt), ("cnn", args.cnn_teacher_ckpt)):
         with plumbing.timed(seconds, f"{role}_teacher"):
             teachers[role], metrics[f"{role}_teacher"] = get_teacher(
-                role, preset[f"{role}_teacher"], ckpt, weights[f"{role}_teacher"], args, loaders,
+                role, preset[f"{role}_teacher"], ckpt, weights[f"{role}_teacher"], args, splits,
                 len(classes), root)
 
     # stage 2: the CE-only student (baseline) with the student's own seed for its initial weights
@@ -342,9 +343,9 @@ def main(argv=None):
         seed_everything(args.seed, "student", "init")
         student_ce = models.build_model(preset["student"], len(classes), pretrained=weights["student"])
         with plumbing.timed(seconds, "student_ce"):
-            metrics["student_ce"] = plumbing.fit("student_ce", student_ce.to(args.device), loaders, args, spec_s,
-                                                 args.epochs, args.lr, train_one_epoch, evaluate,
-                                                 ckpt_path=os.path.join(args.out, "ckpt_student_ce.pt"))
+            metrics["student_ce"] = plumbing.fit(
+                "student_ce", student_ce.to(args.device), splits, args, spec_s, args.epochs, args.lr,
+                train_one_epoch=train_one_epoch, evaluate=evaluate, data_key="student")
 
     # stage 3: distillation -- the same student initialization, plus the training-only SDD head
     if args.skip_student:  # a CE-only run (ablate.py's CE rows): student_ce is its student.pt
@@ -354,9 +355,11 @@ def main(argv=None):
         student = models.build_model(preset["student"], len(classes), pretrained=weights["student"])
         net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
         with plumbing.timed(seconds, "student"):
-            metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
-                                              train_one_epoch, evaluate, teachers=teachers, eval_model=student,
-                                              ckpt_path=os.path.join(args.out, "ckpt_student.pt"))
+            # data_key "student", as the CE stage's: both students see the same batches and
+            # augmentations (a paired comparison); every epoch's student is kept for diagnostics.py
+            metrics["student"] = plumbing.fit(
+                "student", net, splits, args, spec_s, args.epochs, args.lr, train_one_epoch=train_one_epoch,
+                evaluate=evaluate, data_key="student", teachers=teachers, eval_model=student, keep_epochs=True)
 
     # report: accuracy and cost of every model; the student's reduction vs the ViT teacher
     trained = {**{f"{role}_teacher": (t.tap.model, t.spec) for role, t in teachers.items()},  # vit, cnn
