@@ -256,6 +256,7 @@ def settings_mismatch(saved_config, argv):
     """
     want = json.loads(json.dumps(vars(resolved(argv)), default=str))
     want = {k: v for k, v in want.items() if k not in NOT_RESULTS}
+    saved_config = plumbing.current_names(saved_config)  # a run made before flags were renamed
     differ = [f"{k}: {saved_config[k]!r} on disk, {v!r} now" for k, v in want.items()
               if k in saved_config and saved_config[k] != v]
     return differ, sorted(k for k in want if k not in saved_config)
@@ -571,7 +572,7 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
     for v in per_seed.values():  # the settings every row shares, from any finished run on disk
         res = load_json(os.path.join(v["folder"], "results.json"))
         if res:
-            config = res["config"]
+            config = plumbing.current_names(res["config"])
             break
     split = ("20% of the training videos held out (train.py --val-fraction 0.2)" if args.val
              else f"test split {config.get('split', '?')}")
@@ -585,8 +586,8 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
         f"Seeds: {seeds_text({r: sorted(table[r]) for r in ROWS if table[r]})}; train.py arguments shared by every row: "
         f"`{shlex.join(passthrough) or '(defaults)'}`; each row's rate and epochs: "
         f"{'`' + os.path.relpath(args.tuned) + '` (python ablate.py --tune)' if args.tuned else 'train.py defaults'}; "
-        f"teacher epochs {config.get('teacher_epochs', '?')} (ViT "
-        f"{config.get('vit_teacher_epochs') or config.get('teacher_epochs', '?')}); evaluated on "
+        f"teacher epochs {config.get('cnn_teacher_epochs', '?')} (ViT "
+        f"{config.get('vit_teacher_epochs') or config.get('cnn_teacher_epochs', '?')}); evaluated on "
         f"{split}.  ",
         f"Each cell: mean ± sample std over seeds of the last epoch's metric (clip_acc@1: the "
         f"centered view; video_acc@1: softmax averaged over {config.get('eval_clips', '?')} clips "

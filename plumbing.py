@@ -42,6 +42,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from typing import NamedTuple
 
@@ -58,12 +59,13 @@ import synthetic
 
 # Bump when the teacher training code changes: it invalidates every cached teacher.
 TEACHER_RECIPE_VERSION = 5
-# Teacher epochs when --teacher-epochs / --vit-teacher-epochs are not given: (CNN, ViT) by
-# --teacher-init, tuned on validation (3 seeds each) on the 40 training videos per class of the
-# default set: fewer epochs left the teachers less accurate (RESULTS.md, "How the benchmark's
-# fixed settings were chosen"). From scratch a ViT needs the most.
-TEACHER_EPOCHS = {"pretrained": (20, 30), "scratch": (12, 30)}
-TEACHER_LR = {"pretrained": (4e-3, 2e-3), "scratch": (2e-3, 1e-3)}
+TEACHERS = ("vit", "cnn")  # the two teachers' roles: the keys of every per-teacher table
+# Each teacher's epochs and peak learning rate when --vit/--cnn-teacher-epochs and -lr are not
+# given, by --teacher-init; chosen on validation (RESULTS.md, "How the benchmark's fixed settings
+# were chosen"): fewer epochs left the teachers less accurate. From scratch the ViT needs the
+# most epochs, having the least inductive bias to learn from a small training split.
+TEACHER_EPOCHS = {"vit": {"pretrained": 30, "scratch": 30}, "cnn": {"pretrained": 20, "scratch": 12}}
+TEACHER_LR = {"vit": {"pretrained": 2e-3, "scratch": 1e-3}, "cnn": {"pretrained": 4e-3, "scratch": 2e-3}}
 # Student peak learning rate (both student stages) by --student-init, tuned on validation for
 # each init and for the CE-only student (its best is the distilled student's best too): a
 # student from random weights needs a larger step than one fine-tuned from the zoo.
@@ -75,6 +77,13 @@ WORKERS_HELP = "(default: 0 on a CPU with at most 4 cores, else 2)"
 # Settings that never change a run's numbers: a checkpoint written with others still fits
 # (--pretrained-dir only says where the same published files lie).
 NOT_IN_RUN_KEY = ("resume", "workers", "device", "preload", "pretrained_dir", "check_weights")
+# Settings renamed since runs were first recorded, old name -> today's: the config.json and
+# checkpoints of earlier runs hold the old names (which always meant the CNN teacher's).
+RENAMED_SETTINGS = {"teacher_epochs": "cnn_teacher_epochs", "teacher_lr": "cnn_teacher_lr",
+                    "teacher_finetune": "cnn_teacher_finetune"}
+# Checkpoint files of runs started before the teacher stages took the names results.json gives
+# them (--resume still reads them): today's file name -> the earlier one.
+OLD_CHECKPOINT_NAMES = {f"ckpt_{role}_teacher.pt": f"ckpt_teacher_{role}.pt" for role in TEACHERS}
 
 
 # ----------------------------------------------------------------------------------- processes
@@ -122,10 +131,33 @@ def seed_everything(*keys):
 
 
 # ------------------------------------------------------------------------------------ settings
-def by_init(table, i=None):
-    """Help text: the default (entry i of a (CNN, ViT) pair) of a by-init table for each init."""
-    value = {init: v if i is None else v[i] for init, v in table.items()}
-    return f"(default: {value['pretrained']:g} to fine-tune, {value['scratch']:g} from scratch)"
+def help_by_init(table):
+    """Help text: the defaults of a {"pretrained": value, "scratch": value} table."""
+    return f"(default: {table['pretrained']:g} to fine-tune, {table['scratch']:g} from scratch)"
+
+
+class RenamedFlag(argparse.Action):
+    """A flag's earlier name: sets what the flag `new` sets, says once that it is renamed, and
+    stays out of --help."""
+
+    told = set()  # the old names already reported in this process (ablate.py parses often)
+
+    def __init__(self, option_strings, dest, new, **kwargs):
+        kwargs.update(default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        super().__init__(option_strings, new.lstrip("-").replace("-", "_"), **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string not in RenamedFlag.told:
+            RenamedFlag.told.add(option_string)
+            print(f"note: {option_string} is now {self.new} (the old name still works)", file=sys.stderr,
+                  flush=True)
+        setattr(namespace, self.dest, values)
+
+
+def current_names(config):
+    """A run's saved settings (config.json, a checkpoint's) under today's names."""
+    return {RENAMED_SETTINGS.get(k, k): v for k, v in config.items()}
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -153,15 +185,14 @@ def resolve_defaults(args):
     preset) imply, the student learning rate --student-init implies, the loader workers the
     machine implies and --preload, and clamp every stage to 2 epochs under --dry-run; the resolved
     values are what config.json and the cache keys record."""
-    for table, cnn_key, vit_key in ((TEACHER_EPOCHS, "teacher_epochs", "vit_teacher_epochs"),
-                                    (TEACHER_LR, "teacher_lr", "vit_teacher_lr")):
-        for key, value in zip((cnn_key, vit_key), table[args.teacher_init]):
+    for role in TEACHERS:
+        for key, table in ((f"{role}_teacher_epochs", TEACHER_EPOCHS), (f"{role}_teacher_lr", TEACHER_LR)):
             if getattr(args, key) is None:
-                setattr(args, key, value)
-    finetune = models.PRESETS[args.preset]["teacher_finetune"]  # (CNN, ViT)
-    for key, value in zip(("teacher_finetune", "vit_teacher_finetune"), finetune):
+                setattr(args, key, table[role][args.teacher_init])
+        key = f"{role}_teacher_finetune"
         if getattr(args, key) is None:  # the preset's choice; from random weights there is no top
-            setattr(args, key, "all" if args.teacher_init == "scratch" else value)
+            preset_choice = models.PRESETS[args.preset]["teacher_finetune"][role]
+            setattr(args, key, "all" if args.teacher_init == "scratch" else preset_choice)
         if getattr(args, key) == "top" and args.teacher_init == "scratch":
             flag = "--" + key.replace("_", "-")
             raise SystemExit(f"{flag} top keeps the pretrained layers below the top; with --teacher-init "
@@ -173,7 +204,7 @@ def resolve_defaults(args):
     if args.workers is None:
         args.workers = default_workers(args.device)
     if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
-        for k in ("epochs", "teacher_epochs", "vit_teacher_epochs"):
+        for k in ("epochs", "vit_teacher_epochs", "cnn_teacher_epochs"):
             setattr(args, k, min(getattr(args, k), 2))
 
 
@@ -328,10 +359,17 @@ def atomic_save(obj, path):
     os.replace(tmp, path)
 
 
-def run_key(args):
-    """A hash of every setting that changes a run's numbers (not --resume, --workers, --device)."""
-    settings = {k: v for k, v in vars(args).items() if k not in NOT_IN_RUN_KEY}
+def run_key(args, names=None):
+    """A hash of every setting that changes a run's numbers (not --resume, --workers, --device);
+    `names`: {today's name: the name to hash it under} (default: today's names)."""
+    settings = {(names or {}).get(k, k): v for k, v in vars(args).items() if k not in NOT_IN_RUN_KEY}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_keys(args):
+    """The keys a checkpoint this run may continue carries: today's, and the one the same
+    settings had under their names before RENAMED_SETTINGS (a run started then)."""
+    return {run_key(args), run_key(args, {new: old for old, new in RENAMED_SETTINGS.items()})}
 
 
 def adamw_warmup_cosine(net, lr, args, steps_per_epoch, epochs):
@@ -356,14 +394,28 @@ def save_checkpoint(path, args, net, optimizer, scheduler, scaler, state):
                  "state": state, "config": {"key": run_key(args), **vars(args)}}, path)
 
 
+def existing_checkpoint(path):
+    """`path`, or the file a run started before the teacher stages were renamed wrote in its
+    place (OLD_CHECKPOINT_NAMES), or None when neither exists."""
+    folder, name = os.path.split(path)
+    old = os.path.join(folder, OLD_CHECKPOINT_NAMES[name]) if name in OLD_CHECKPOINT_NAMES else None
+    return next((p for p in (path, old) if p and os.path.exists(p)), None)
+
+
 def restore_checkpoint(path, args, net, optimizer, scheduler, scaler):
     """Load `path` into the given objects -> the saved training state, or None if no file."""
-    if not os.path.exists(path):
+    found = existing_checkpoint(path)
+    if found is None:
         return None
-    ck = torch.load(path, map_location="cpu", weights_only=False)  # ours: written by this file
-    if ck["config"]["key"] != run_key(args):
-        raise SystemExit(f"{path} was written by a run with other settings; use another --out "
-                         "or drop --resume")
+    ck = torch.load(found, map_location="cpu", weights_only=False)  # ours: written by this file
+    if ck["config"]["key"] not in run_keys(args):
+        saved = current_names(ck["config"])
+        differ = [f"--{k.replace('_', '-')}: {saved.get(k, '(none)')!r} there, {v!r} now"
+                  for k, v in sorted(vars(args).items()) if k not in NOT_IN_RUN_KEY and saved.get(k) != v]
+        raise SystemExit(f"{found} was written by a run with other settings ({'; '.join(differ[:3])}); "
+                         "use another --out or drop --resume")
+    if found != path:
+        log(f"--resume: reading {found}, the earlier name of {os.path.basename(path)}")
     net.load_state_dict(ck["net"]), optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"]), scaler.load_state_dict(ck["scaler"])
     return ck["state"]
@@ -441,10 +493,7 @@ def fit(stage, net, splits, args, spec, epochs, lr, *, train_one_epoch, evaluate
 def teacher_recipe(args, role):
     """A teacher's own schedule: epochs, peak lr, what it fine-tunes (the other teacher's settings
     are not in its cache key: a new ViT schedule does not retrain the CNN)."""
-    vit = role == "vit"
-    return dict(epochs=args.vit_teacher_epochs if vit else args.teacher_epochs,
-                lr=args.vit_teacher_lr if vit else args.teacher_lr,
-                finetune=args.vit_teacher_finetune if vit else args.teacher_finetune)
+    return {part: getattr(args, f"{role}_teacher_{part}") for part in ("epochs", "lr", "finetune")}
 
 
 def teacher_cache_key(args, role, name, root, n_train):
@@ -485,7 +534,7 @@ class TeacherCache:
         """Load the cached weights into `model` -> True, or False when there are none."""
         if not os.path.exists(self.path):
             return False
-        log(f"[teacher {self.role}] reusing {self.path}")
+        log(f"[{self.role}_teacher] reusing {self.path}")
         ck = torch.load(self.path, map_location="cpu", weights_only=False)  # ours, keyed: it fits
         model.load_state_dict(ck["model"])
         self.metrics = ck["metrics"]

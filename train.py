@@ -4,11 +4,12 @@ Reading guide
 -------------
 Read top to bottom: arguments -> data -> teachers -> one training step -> evaluation -> main.
 
-    stage 1  teachers    each teacher (ViT: MViTv2, CNN: X3D-M) starts from Kinetics-400 weights
+    stage 1  vit_teacher, cnn_teacher
+                         each teacher (ViT: MViTv2, CNN: X3D-M) starts from Kinetics-400 weights
                          (tiny preset: the zoo in weights/, pretrain.py) or from scratch
                          (--teacher-init), is fine-tuned on the training split with
-                         cross-entropy, all of it or only its top (--[vit-]teacher-finetune), or loaded
-                         (--vit/--cnn-teacher-ckpt); then it is frozen. The Kinetics-400 files
+                         cross-entropy, all of it or only its top (--vit/--cnn-teacher-finetune),
+                         or loaded (--vit/--cnn-teacher-ckpt); then it is frozen. The Kinetics-400 files
                          of every model are found (--pretrained-dir, torch.hub's cache) or
                          downloaded before any data is read; --check-weights does only that.
     stage 2  student_ce  the student trained with cross-entropy only: the baseline that shows
@@ -27,8 +28,8 @@ Teachers are frozen: eval() mode, requires_grad False, outputs under torch.no_gr
 their weights nor their BatchNorm statistics can move. Both student stages start from the same
 initial weights and see the same batches and augmentations (a paired comparison).
 The epochs of a stage (`plumbing.fit`), seeds, resume and the teacher cache are plumbing.py, the
-report files reports.py; every epoch starts from an RNG state seeded by (seed, stage, epoch), so
---resume ends as a run never stopped. DDP: `torchrun --nproc_per_node=N train.py ...`.
+report files reports.py; every epoch starts from an RNG state seeded by (seed, the stage's data
+key, epoch), so --resume ends as a run never stopped. DDP: `torchrun --nproc_per_node=N train.py ...`.
 """
 import argparse
 import math
@@ -91,25 +92,31 @@ def get_args_parser():
     g.add_argument("--check-weights", action="store_true",
                    help="load every model of the run with the weights it would start from, print "
                         "where they came from, then exit without reading data (before a GPU job)")
-    for who, flag, tiny in zip(("CNN", "ViT"), ("--teacher-finetune", "--vit-teacher-finetune"),
-                               models.PRESETS["tiny"]["teacher_finetune"]):
+    for flag, role, who in (("--vit-teacher-finetune", "vit", "ViT"), ("--cnn-teacher-finetune", "cnn", "CNN")):
         g.add_argument(flag, default=None, choices=["all", "top"], help=f"a pretrained {who} teacher fine-tunes all "
-                       f"layers or only its last stage + classifier (models.TOP_LAYERS; default: the preset's, tiny: {tiny})")
+                       f"layers or only its last stage + classifier (models.TOP_LAYERS; default: the preset's, "
+                       f"tiny: {models.PRESETS['tiny']['teacher_finetune'][role]})")
     g.add_argument("--vit-teacher-ckpt", default=None, help="fine-tuned ViT teacher state dict")
     g.add_argument("--cnn-teacher-ckpt", default=None, help="fine-tuned CNN teacher state dict")
     g.add_argument("--cache-dir", default="runs/teacher_cache", help="where trained teachers are kept")
     g = p.add_argument_group("optimization (AdamW, linear warm-up then cosine decay per step)")
     g.add_argument("--epochs", type=int, default=15, help="student epochs (both student stages)")
-    g.add_argument("--teacher-epochs", type=int, default=None,
-                   help="CNN teacher epochs " + plumbing.by_init(plumbing.TEACHER_EPOCHS, 0))
     g.add_argument("--vit-teacher-epochs", type=int, default=None,
-                   help="ViT teacher epochs " + plumbing.by_init(plumbing.TEACHER_EPOCHS, 1))
+                   help="ViT teacher epochs " + plumbing.help_by_init(plumbing.TEACHER_EPOCHS["vit"]))
+    g.add_argument("--cnn-teacher-epochs", type=int, default=None,
+                   help="CNN teacher epochs " + plumbing.help_by_init(plumbing.TEACHER_EPOCHS["cnn"]))
     g.add_argument("--vit-teacher-lr", type=float, default=None,
-                   help="ViT teacher peak learning rate " + plumbing.by_init(plumbing.TEACHER_LR, 1))
+                   help="ViT teacher peak learning rate " + plumbing.help_by_init(plumbing.TEACHER_LR["vit"]))
+    g.add_argument("--cnn-teacher-lr", type=float, default=None,
+                   help="CNN teacher peak learning rate " + plumbing.help_by_init(plumbing.TEACHER_LR["cnn"]))
+    # The CNN teacher's flags under their earlier names, which read as if they set both teachers:
+    # still accepted (with a one-line note), left out of --help.
+    g.add_argument("--teacher-epochs", action=plumbing.RenamedFlag, new="--cnn-teacher-epochs", type=int)
+    g.add_argument("--teacher-lr", action=plumbing.RenamedFlag, new="--cnn-teacher-lr", type=float)
+    g.add_argument("--teacher-finetune", action=plumbing.RenamedFlag, new="--cnn-teacher-finetune",
+                   choices=["all", "top"])
     g.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
-    g.add_argument("--lr", type=float, default=None, help="student peak lr " + plumbing.by_init(plumbing.STUDENT_LR))
-    g.add_argument("--teacher-lr", type=float, default=None,
-                   help="CNN teacher peak learning rate " + plumbing.by_init(plumbing.TEACHER_LR, 0))
+    g.add_argument("--lr", type=float, default=None, help="student peak lr " + plumbing.help_by_init(plumbing.STUDENT_LR))
     g.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay")
     g.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off), for RKD spikes")
     g.add_argument("--warmup-epochs", type=float, default=2.0, help="linear warm-up length")
@@ -276,26 +283,28 @@ def evaluate(model, loader, spec, args, max_steps=None, desc="eval"):
 
 
 # ----------------------------------------------------------------------------------- teachers
-def get_teacher(role, name, ckpt, pretrained, args, splits, num_classes, root):
-    """A fine-tuned, frozen teacher and its metrics: from --<role>-teacher-ckpt, the cache, or
-    trained now (and cached, keyed by everything that changes it); `pretrained`: the file of its
-    Kinetics-400 weights, or False."""
-    spec = models.input_spec(name)
+def get_teacher(role, name, pretrained, args, splits, num_classes, root):
+    """A fine-tuned, frozen teacher ("vit" or "cnn") and its metrics: from --<role>-teacher-ckpt,
+    the cache, or trained now (and cached, keyed by everything that changes it); `pretrained`: the
+    file of its Kinetics-400 weights, or False."""
+    spec, ckpt = models.input_spec(name), getattr(args, f"{role}_teacher_ckpt")
     seed_everything(args.seed, role, "init")  # the teacher's initial weights follow --seed
     model = models.build_model(name, num_classes, pretrained=pretrained)
     if ckpt:  # fine-tuned elsewhere: evaluate once so the report has its accuracy
         model = frozen(load_state(model, ckpt, f"--{role}-teacher-ckpt").to(args.device))
-        r = evaluate(model, splits.eval_loader, spec, args, plumbing.dry_run_steps(args), desc=f"eval {role}")
+        r = evaluate(model, splits.eval_loader, spec, args, plumbing.dry_run_steps(args), desc=f"{role}_teacher eval")
         return Teacher(FeatureTap(model), spec), {"last": r, "best": r, "history": []}
     cache = plumbing.TeacherCache(args, role, name, root, len(splits.train_set))
     if cache.load(model):
         return Teacher(FeatureTap(frozen(model.to(args.device))), spec), cache.metrics
     recipe = plumbing.teacher_recipe(args, role)  # this teacher's epochs, lr and what it fine-tunes
     if recipe["finetune"] == "top":  # the rest keeps its pretrained weights
-        log(f"[teacher {role}] fine-tuning the top: {models.freeze_below_top(model, name):,} of "
+        log(f"[{role}_teacher] fine-tuning the top: {models.freeze_below_top(model, name):,} of "
             f"{models.count_params(model):,} parameters")
     model.to(args.device)
-    metrics = plumbing.fit(f"teacher_{role}", model, splits, args, spec, recipe["epochs"], recipe["lr"],
+    # data_key: the name the stage had when the cached teachers were trained; a new one would draw
+    # other batches and train another teacher under the same cache key
+    metrics = plumbing.fit(f"{role}_teacher", model, splits, args, spec, recipe["epochs"], recipe["lr"],
                            train_one_epoch=train_one_epoch, evaluate=evaluate, data_key=f"teacher_{role}")
     if is_main():
         cache.save(model, metrics)
@@ -331,11 +340,10 @@ def main(argv=None):
 
     # stage 1: teachers, fine-tuned (or loaded) and then frozen
     teachers, metrics = {}, {}
-    for role, ckpt in (("vit", args.vit_teacher_ckpt), ("cnn", args.cnn_teacher_ckpt)):
+    for role in plumbing.TEACHERS:
         with plumbing.timed(seconds, f"{role}_teacher"):
             teachers[role], metrics[f"{role}_teacher"] = get_teacher(
-                role, preset[f"{role}_teacher"], ckpt, weights[f"{role}_teacher"], args, splits,
-                len(classes), root)
+                role, preset[f"{role}_teacher"], weights[f"{role}_teacher"], args, splits, len(classes), root)
 
     # stage 2: the CE-only student (baseline) with the student's own seed for its initial weights
     spec_s = models.input_spec(preset["student"])
