@@ -452,7 +452,7 @@ def _entry(res, stage):
             "videos": next((h["videos"] for h in reversed(history) if "videos" in h), None),
             # the stage's own training + evaluation time, without the teachers
             "seconds": round(sum(h["seconds"] for h in history), 1),
-            # the teachers' time in this run: their fine-tuning, or ~1 s when loaded from the cache
+            # the teachers' time in this run: their fine-tuning, or the moment of loading them from the cache
             "teacher_seconds": sum(stage_seconds.get(k, 0.0) for k in ("vit_teacher", "cnn_teacher"))}
 
 

@@ -71,8 +71,8 @@ TEACHER_LR = {"vit": {"pretrained": 2e-3, "scratch": 1e-3}, "cnn": {"pretrained"
 # student from random weights needs a larger step than one fine-tuned from the zoo.
 STUDENT_LR = {"pretrained": 2e-3, "scratch": 8e-3}
 # On a CPU with few cores the model already keeps every core busy: loader processes would only
-# take cores from torch's threads and slow the training step down (measured on 2 cores). With
-# more cores, or on a GPU, two workers decode while the model computes.
+# take cores from torch's threads and slow the training step down (RESULTS.md, "Timings behind
+# the code's comments"). With more cores, or on a GPU, two workers decode while the model computes.
 WORKERS_HELP = "(default: 0 on a CPU with at most 4 cores, else 2)"
 # Settings that never change a run's numbers: a checkpoint written with others still fits
 # (--pretrained-dir only says where the same published files lie).
