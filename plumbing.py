@@ -181,10 +181,15 @@ def default_workers(device):
 
 
 def resolve_defaults(args):
-    """Fill the teacher epochs, learning rates and fine-tuned parts that --teacher-init (and the
-    preset) imply, the student learning rate --student-init implies, the loader workers the
-    machine implies and --preload, and clamp every stage to 2 epochs under --dry-run; the resolved
-    values are what config.json and the cache keys record."""
+    """Refuse an unknown preset and contradictory flags; fill the teacher epochs, learning rates
+    and fine-tuned parts that --teacher-init (and the preset) imply, the student learning rate
+    --student-init implies, the loader workers the machine implies and --preload, and clamp every
+    stage to 2 epochs under --dry-run. The resolved values are what config.json and the cache
+    keys record."""
+    if args.preset not in models.PRESETS:
+        raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
+    if args.skip_student and args.skip_student_ce:
+        raise SystemExit("--skip-student with --skip-student-ce leaves no student to train; drop one")
     for role in TEACHERS:
         for key, table in ((f"{role}_teacher_epochs", TEACHER_EPOCHS), (f"{role}_teacher_lr", TEACHER_LR)):
             if getattr(args, key) is None:

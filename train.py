@@ -109,8 +109,7 @@ def get_args_parser():
                    help="ViT teacher peak learning rate " + plumbing.help_by_init(plumbing.TEACHER_LR["vit"]))
     g.add_argument("--cnn-teacher-lr", type=float, default=None,
                    help="CNN teacher peak learning rate " + plumbing.help_by_init(plumbing.TEACHER_LR["cnn"]))
-    # The CNN teacher's flags under their earlier names, which read as if they set both teachers:
-    # still accepted (with a one-line note), left out of --help.
+    # Earlier names of the CNN teacher's flags (they read as if they set both): a note, no --help
     g.add_argument("--teacher-epochs", action=plumbing.RenamedFlag, new="--cnn-teacher-epochs", type=int)
     g.add_argument("--teacher-lr", action=plumbing.RenamedFlag, new="--cnn-teacher-lr", type=float)
     g.add_argument("--teacher-finetune", action=plumbing.RenamedFlag, new="--cnn-teacher-finetune",
@@ -312,13 +311,17 @@ def get_teacher(role, name, pretrained, args, splits, num_classes, root):
 
 
 # -------------------------------------------------------------------------------------------- main
+def load_data(args, preset):
+    """-> (Splits, class names, data root): the run's training videos and evaluation loader."""
+    train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
+    classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
+    log(f"data: {len(train_set)} training videos, {len(eval_set)} evaluation videos, {len(classes)} classes")
+    return plumbing.Splits(train_set, plumbing.eval_loader(eval_set, args)), classes, root
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    if args.preset not in models.PRESETS:
-        raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
-    if args.skip_student and args.skip_student_ce:
-        raise SystemExit("--skip-student with --skip-student-ce leaves no student to train; drop one")
-    plumbing.resolve_defaults(args)  # the init-dependent defaults; --dry-run clamps them to 2
+    plumbing.resolve_defaults(args)  # refuses contradictions; fills the init-dependent defaults
     if args.check_weights:  # every model with its starting weights, no data, no output files
         return {"weights": plumbing.check_weights(args)}
     args.device = plumbing.setup_distributed(args.device)
@@ -326,17 +329,13 @@ def main(argv=None):
     if is_main():  # one line on the terminal; the full resolved configuration goes to the file
         log(f"train.py: preset {args.preset}, dataset {args.dataset}, seed {args.seed}; "
             f"configuration in {reports.write_config(args)}")
-    # Kinetics-400 files found (or downloaded) before the data: a missing one stops the run in
-    # seconds, not after the data is indexed, and the message lists all of them (--check, which
-    # only reads videos, needs none)
-    weights = {} if args.check else plumbing.pretrained_weights(args)  # {role: file or False}
-    with plumbing.timed(seconds, "data"):  # includes writing the synthetic set on first use
-        train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
     if args.check:  # list unreadable / too-short videos of both splits, then stop
-        return {"problems": plumbing.check_videos(train_set, eval_set)}
-    classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
-    splits = plumbing.Splits(train_set, plumbing.eval_loader(eval_set, args))
-    log(f"data: {len(train_set)} training videos, {len(eval_set)} evaluation videos, {len(classes)} classes")
+        return {"problems": plumbing.check_videos(*plumbing.build_datasets(args, preset["clip"])[:2])}
+    # Kinetics-400 files found (or downloaded) before the data: a missing one stops the run in
+    # seconds, not after the data is indexed, and the message lists all of them
+    weights = plumbing.pretrained_weights(args)  # {role: file or False}
+    with plumbing.timed(seconds, "data"):  # includes writing the synthetic set on first use
+        splits, classes, root = load_data(args, preset)
 
     # stage 1: teachers, fine-tuned (or loaded) and then frozen
     teachers, metrics = {}, {}
@@ -345,7 +344,7 @@ def main(argv=None):
             teachers[role], metrics[f"{role}_teacher"] = get_teacher(
                 role, preset[f"{role}_teacher"], weights[f"{role}_teacher"], args, splits, len(classes), root)
 
-    # stage 2: the CE-only student (baseline) with the student's own seed for its initial weights
+    # stage 2: the CE-only student (baseline)
     spec_s = models.input_spec(preset["student"])
     if not args.skip_student_ce:
         seed_everything(args.seed, "student", "init")
@@ -363,8 +362,7 @@ def main(argv=None):
         student = models.build_model(preset["student"], len(classes), pretrained=weights["student"])
         net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
         with plumbing.timed(seconds, "student"):
-            # data_key "student", as the CE stage's: both students see the same batches and
-            # augmentations (a paired comparison); every epoch's student is kept for diagnostics.py
+            # data_key as the CE stage's: both see the same batches (a paired comparison)
             metrics["student"] = plumbing.fit(
                 "student", net, splits, args, spec_s, args.epochs, args.lr, train_one_epoch=train_one_epoch,
                 evaluate=evaluate, data_key="student", teachers=teachers, eval_model=student, keep_epochs=True)
