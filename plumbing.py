@@ -8,7 +8,9 @@ resumable. train.py reads as the method and calls these helpers; what a run repo
   processes      `setup_distributed`, `is_main`, `log`, `sum_over_ranks`: torchrun sets RANK /
                  WORLD_SIZE; rank 0 writes every file and prints every line.
   settings       `resolve_defaults` (the teacher schedule --teacher-init implies), `timed`
-                 (a stage's wall time for the report), the --help formatter.
+                 (a stage's wall time for the report), the --help formatter; renamed settings
+                 (`RenamedFlag` for a flag's earlier name, `current_names` for a config saved
+                 under them), so that runs made before a rename still read and resume.
   seeds          `seed_of(*keys)` turns e.g. (seed, "student", epoch) into a stable 32-bit seed,
                  `seed_everything(*keys)` seeds Python, NumPy and torch with it. Every epoch
                  starts from such a state, so shuffling, augmentation and dropout of an epoch
