@@ -133,7 +133,7 @@ def seed_everything(*keys):
 
 
 # ------------------------------------------------------------------------------------ settings
-def help_by_init(table):
+def defaults_help(table):
     """Help text: the defaults of a {"pretrained": value, "scratch": value} table."""
     return f"(default: {table['pretrained']:g} to fine-tune, {table['scratch']:g} from scratch)"
 

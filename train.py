@@ -102,20 +102,20 @@ def get_args_parser():
     g = p.add_argument_group("optimization (AdamW, linear warm-up then cosine decay per step)")
     g.add_argument("--epochs", type=int, default=15, help="student epochs (both student stages)")
     g.add_argument("--vit-teacher-epochs", type=int, default=None,
-                   help="ViT teacher epochs " + plumbing.help_by_init(plumbing.TEACHER_EPOCHS["vit"]))
+                   help="ViT teacher epochs " + plumbing.defaults_help(plumbing.TEACHER_EPOCHS["vit"]))
     g.add_argument("--cnn-teacher-epochs", type=int, default=None,
-                   help="CNN teacher epochs " + plumbing.help_by_init(plumbing.TEACHER_EPOCHS["cnn"]))
+                   help="CNN teacher epochs " + plumbing.defaults_help(plumbing.TEACHER_EPOCHS["cnn"]))
     g.add_argument("--vit-teacher-lr", type=float, default=None,
-                   help="ViT teacher peak learning rate " + plumbing.help_by_init(plumbing.TEACHER_LR["vit"]))
+                   help="ViT teacher peak learning rate " + plumbing.defaults_help(plumbing.TEACHER_LR["vit"]))
     g.add_argument("--cnn-teacher-lr", type=float, default=None,
-                   help="CNN teacher peak learning rate " + plumbing.help_by_init(plumbing.TEACHER_LR["cnn"]))
+                   help="CNN teacher peak learning rate " + plumbing.defaults_help(plumbing.TEACHER_LR["cnn"]))
     # Earlier names of the CNN teacher's flags (they read as if they set both): a note, no --help
     g.add_argument("--teacher-epochs", action=plumbing.RenamedFlag, new="--cnn-teacher-epochs", type=int)
     g.add_argument("--teacher-lr", action=plumbing.RenamedFlag, new="--cnn-teacher-lr", type=float)
     g.add_argument("--teacher-finetune", action=plumbing.RenamedFlag, new="--cnn-teacher-finetune",
                    choices=["all", "top"])
     g.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
-    g.add_argument("--lr", type=float, default=None, help="student peak lr " + plumbing.help_by_init(plumbing.STUDENT_LR))
+    g.add_argument("--lr", type=float, default=None, help="student peak lr " + plumbing.defaults_help(plumbing.STUDENT_LR))
     g.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay")
     g.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off), for RKD spikes")
     g.add_argument("--warmup-epochs", type=float, default=2.0, help="linear warm-up length")
