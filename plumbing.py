@@ -419,8 +419,9 @@ def restore_checkpoint(path, args, net, optimizer, scheduler, scaler):
         saved = current_names(ck["config"])
         differ = [f"--{k.replace('_', '-')}: {saved.get(k, '(none)')!r} there, {v!r} now"
                   for k, v in sorted(vars(args).items()) if k not in NOT_IN_RUN_KEY and saved.get(k) != v]
-        raise SystemExit(f"{found} was written by a run with other settings ({'; '.join(differ[:3])}); "
-                         "use another --out or drop --resume")
+        detail = f" ({'; '.join(differ[:3])})" if differ else ""
+        raise SystemExit(f"{found} was written by a run with other settings{detail}; use another --out "
+                         "or drop --resume")
     if found != path:
         log(f"--resume: reading {found}, the earlier name of {os.path.basename(path)}")
     net.load_state_dict(ck["net"]), optimizer.load_state_dict(ck["optimizer"])

@@ -9,9 +9,10 @@ Read top to bottom: arguments -> data -> teachers -> one training step -> evalua
                          (tiny preset: the zoo in weights/, pretrain.py) or from scratch
                          (--teacher-init), is fine-tuned on the training split with
                          cross-entropy, all of it or only its top (--vit/--cnn-teacher-finetune),
-                         or loaded (--vit/--cnn-teacher-ckpt); then it is frozen. The Kinetics-400 files
-                         of every model are found (--pretrained-dir, torch.hub's cache) or
-                         downloaded before any data is read; --check-weights does only that.
+                         or loaded (--vit/--cnn-teacher-ckpt); then it is frozen. The
+                         Kinetics-400 files of every model are found (--pretrained-dir,
+                         torch.hub's cache) or downloaded before any data is read;
+                         --check-weights does only that.
     stage 2  student_ce  the student trained with cross-entropy only: the baseline that shows
                          what distillation adds (--skip-student-ce skips it).
     stage 3  student     the paper's objective (Paper: DATW + SDD + RKD on top of CE):
@@ -29,11 +30,11 @@ their weights nor their BatchNorm statistics can move. Both student stages start
 initial weights and see the same batches and augmentations (a paired comparison).
 The epochs of a stage (`plumbing.fit`), seeds, resume and the teacher cache are plumbing.py, the
 report files reports.py; every epoch starts from an RNG state seeded by (seed, the stage's data
-key, epoch), so --resume ends as a run never stopped. DDP: `torchrun --nproc_per_node=N train.py ...`.
+key, epoch), so --resume ends as a run never stopped.
+DDP: `torchrun --nproc_per_node=N train.py ...`.
 """
 import argparse
 import math
-import os
 import time
 from typing import NamedTuple
 
