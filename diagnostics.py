@@ -214,7 +214,8 @@ def load_run(run_dir, workers=None, device="cpu"):
     """A finished run rebuilt from run_dir (frozen models on `device`) -> Run."""
     redo = f"run `python train.py --out {run_dir}` (with the run's flags) to the end"
     args = train.get_args_parser().parse_args([])
-    vars(args).update(read_json(os.path.join(run_dir, "config.json"), redo))
+    # (today's names: a run made before flags were renamed holds the old ones)
+    vars(args).update(plumbing.current_names(read_json(os.path.join(run_dir, "config.json"), redo)))
     results = read_json(os.path.join(run_dir, "results.json"), redo)
     args.workers = plumbing.default_workers(device) if workers is None else workers
     args.device = device
@@ -222,7 +223,7 @@ def load_run(run_dir, workers=None, device="cpu"):
     train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
     classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
     nets, history = {}, {}
-    for role in ("vit", "cnn"):
+    for role in plumbing.TEACHERS:
         nets[f"{role}_teacher"], history[f"{role}_teacher"] = load_teacher(
             args, role, preset[f"{role}_teacher"], len(classes), root, len(train_set))
     student = lambda: models.build_model(preset["student"], len(classes))
