@@ -340,7 +340,7 @@ def time_loss_terms(s, leaves, target, z_vit, z_cnn, e_vit, warm, reps):
     terms = {
         "DATW weights + fused target + KD": lambda lv: kd_loss(lv[0], fuse_logits(
             [z_vit, z_cnn], teacher_weights(targs.weighting, [z_vit, z_cnn], lv[0], T_c=targs.T_c,
-                                          tau_w=targs.tau_w)),
+                                          tau_w=targs.tau_w, y=y)),
             T=targs.T),
         "CE": lambda lv: F.cross_entropy(lv[0].float(), y, reduction="mean"),
         "SDD (MSE)": lambda lv: train.sdd_loss(lv[2], target),  # as train.py calls it

@@ -133,8 +133,9 @@ def get_args_parser():
     g.add_argument("--tau-w", type=float, default=0.1, help="tau_w: DATW's softmax temperature over teachers")
     g.add_argument("--T-c", type=float, default=1.0,
                    help="T_c: temperature of the confidence c_k (T would flatten every c_k to ~0)")
-    g.add_argument("--weighting", default="datw", choices=["datw", "uniform", "entropy", "vit", "cnn"],
-                   help="how the two teachers' logits are mixed (DATW or an ablation baseline)")
+    g.add_argument("--weighting", default="datw", choices=["datw", "uniform", "entropy", "camkd", "vit", "cnn"],
+                   help="how the two teachers' logits are mixed (DATW or an ablation baseline; camkd: by each "
+                        "teacher's cross-entropy against the label, CA-MKD, Zhang et al. 2022)")
     g.add_argument("--sdd-target", default="residual", choices=["residual", "vit"],
                    help="SDB predicts phi_vit(f_vit) - phi_cnn(f_cnn) (paper) or phi_vit(f_vit)")
     g.add_argument("--rkd-distance-weight", type=float, default=25.0,
@@ -198,7 +199,7 @@ class Distiller(nn.Module):
 def distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args):
     """The loss terms of one batch (each a float32 scalar) and the mean DATW weights (logged)."""
     # DATW: per-sample weights over the teachers [ViT, CNN], then z_target = sum_k w_k z_k
-    w = teacher_weights(args.weighting, [z_vit, z_cnn], z_s, T_c=args.T_c, tau_w=args.tau_w)
+    w = teacher_weights(args.weighting, [z_vit, z_cnn], z_s, T_c=args.T_c, tau_w=args.tau_w, y=y)
     zero = z_s.new_zeros((), dtype=torch.float32)  # a switched-off term costs nothing
     return {"ce": F.cross_entropy(z_s.float(), y, reduction="mean"),
             "kd": kd_loss(z_s, fuse_logits([z_vit, z_cnn], w), T=args.T),

@@ -163,9 +163,10 @@ def test_loader_workers_default_to_none_where_they_would_compete_with_torch(monk
     assert args.workers == 3 and args.preload is False  # real videos are decoded on the fly
 
 
-def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root):
+@pytest.mark.parametrize("weighting", ["datw", "camkd"])  # camkd: the one rule that reads the labels
+def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root, weighting):
     preset = models.PRESETS["tiny"]
-    args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST])
+    args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST, "--weighting", weighting])
     train_set, _, _ = plumbing.build_datasets(args, preset["clip"])
     n = len(train_set.classes)
     vit = train.frozen(models.build_model(preset["vit_teacher"], n))
