@@ -360,10 +360,8 @@ def eval_loader(eval_set, args):
 
 # ---------------------------------------------------------------------------------- checkpoints
 def atomic_save(obj, path):
-    """Write to a temporary file, then rename: an interruption never leaves a half-written file."""
-    tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through checkpoints.atomic_write: an interruption never leaves half a file."""
+    checkpoints.atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def run_key(args, names=None):
