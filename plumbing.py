@@ -506,7 +506,7 @@ def teacher_cache_key(args, role, name, root, n_train):
     """Everything that changes a trained teacher; a different value -> a different cache entry."""
     recipe = teacher_recipe(args, role)
     fields = dict(v=TEACHER_RECIPE_VERSION, role=role, model=name, dataset=args.dataset,
-                  root=os.path.abspath(root), split=args.split, n_train=n_train,
+                  root=os.path.realpath(root), split=args.split, n_train=n_train,
                   synthetic=(args.synthetic_videos_per_class, args.data_seed), preset=args.preset,
                   init=args.teacher_init, **recipe,
                   top=models.TOP_LAYERS.get(name) if recipe["finetune"] == "top" else None,

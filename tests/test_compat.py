@@ -61,6 +61,20 @@ def test_the_teacher_cache_key_of_known_settings_is_unchanged(argv):
         assert cache_key(argv, role, name) == PINNED_CACHE_KEYS[argv][role], role
 
 
+def test_a_data_folder_reached_through_a_symlink_finds_the_same_cached_teachers(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    args = train.get_args_parser().parse_args(["--workers", "0", "--device", "cpu"])
+    plumbing.resolve_defaults(args)
+    keys = [plumbing.teacher_cache_key(args, "cnn", "x3d_m_tiny", str(p), 280)[0]
+            for p in (real, tmp_path / "link", tmp_path / "link" / ".." / "real")]
+    assert keys[0] == keys[1] == keys[2]
+    other = tmp_path / "other"
+    other.mkdir()
+    assert plumbing.teacher_cache_key(args, "cnn", "x3d_m_tiny", str(other), 280)[0] != keys[0]
+
+
 def test_the_old_flag_names_give_the_same_cache_key():
     new = ["--cnn-teacher-epochs", "7", "--cnn-teacher-lr", "0.01", "--cnn-teacher-finetune", "top"]
     old = ["--teacher-epochs", "7", "--teacher-lr", "0.01", "--teacher-finetune", "top"]
