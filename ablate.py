@@ -256,6 +256,7 @@ def settings_mismatch(saved_config, argv):
     """
     want = json.loads(json.dumps(vars(resolved(argv)), default=str))
     want = {k: v for k, v in want.items() if k not in NOT_RESULTS}
+    saved_config = plumbing.current_names(saved_config)  # a run made before flags were renamed
     differ = [f"{k}: {saved_config[k]!r} on disk, {v!r} now" for k, v in want.items()
               if k in saved_config and saved_config[k] != v]
     return differ, sorted(k for k in want if k not in saved_config)
@@ -451,7 +452,7 @@ def _entry(res, stage):
             "videos": next((h["videos"] for h in reversed(history) if "videos" in h), None),
             # the stage's own training + evaluation time, without the teachers
             "seconds": round(sum(h["seconds"] for h in history), 1),
-            # the teachers' time in this run: their fine-tuning, or ~1 s when loaded from the cache
+            # the teachers' time in this run: their fine-tuning, or the moment of loading them from the cache
             "teacher_seconds": sum(stage_seconds.get(k, 0.0) for k in ("vit_teacher", "cnn_teacher"))}
 
 
@@ -545,34 +546,55 @@ def num(x, f="{:.1f}"):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f.format(x)
 
 
-def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
-    """The RESULTS.md section as markdown."""
-    column = lambda r, k: [v[k] for v in table[r].values()]  # one metric of a row, over seeds
+def column(table, row, key):
+    """One metric of a row, over its seeds."""
+    return [v[key] for v in table[row].values()]
 
+
+def shared_teachers(table):
+    """{seed: an entry of that seed from a row that distils from the shared teachers}: every row
+    of a seed shares them, so any one of them gives the seed's teachers."""
+    return {s: v for r in ROWS if r not in OWN_TEACHERS for s, v in table[r].items()}
+
+
+def finished_config(table):
+    """The settings every row shares (under today's names), from any finished run on disk."""
+    for v in shared_teachers(table).values():
+        res = load_json(os.path.join(v["folder"], "results.json"))
+        if res:
+            return plumbing.current_names(res["config"])
+    return {}
+
+
+def row_lines(table):
+    """The table's rows: rate, epochs, clip and video accuracy over seeds, sampling error, seeds."""
     def spread(r):  # the evaluation split's own noise at the row's mean accuracy
-        p, n = mean_std(column(r, "clip_acc@1"))[0] / 100, next(iter(table[r].values()))["videos"]
+        p, n = mean_std(column(table, r, "clip_acc@1"))[0] / 100, next(iter(table[r].values()))["videos"]
         return num(100 * stats.sampling_error(p, n)) if n else "-"
 
-    rows = [[r, ROWS[r].label, "/".join(sorted({f"{v:g}" for v in column(r, "lr")})),
-             "/".join(sorted({str(v) for v in column(r, "epochs")})),
-             *(fmt(column(r, k)) for k in METRICS[:2]), spread(r), len(table[r])]
+    return [[r, ROWS[r].label, "/".join(sorted({f"{v:g}" for v in column(table, r, "lr")})),
+             "/".join(sorted({str(v) for v in column(table, r, "epochs")})),
+             *(fmt(column(table, r, k)) for k in METRICS[:2]), spread(r), len(table[r])]
             for r in ROWS if table[r]]
-    # Teachers: one value per seed (every row of a seed shares them), from any row that has it.
-    per_seed = {s: v for r in ROWS if r not in OWN_TEACHERS for s, v in table[r].items()}
-    teacher_rows = [[t, *(fmt([v[f"{t}_{k}"] for v in per_seed.values()]) for k in METRICS[:2]),
-                     len(per_seed)] for t in ("vit_teacher", "cnn_teacher")]
-    teacher_rows += [[f"{t} ({how}, row {r})", *(fmt(column(r, f"{t}_{k}")) for k in METRICS[:2]),
-                      len(table[r])] for r, how in OWN_TEACHERS.items() if table[r]
-                     for t in ("vit_teacher", "cnn_teacher")]
+
+
+def teacher_lines(table):
+    """The teachers' rows: one value per seed from the shared teachers, then each row with
+    teachers of its own (OWN_TEACHERS)."""
+    per_seed = shared_teachers(table)
+    lines = [[t, *(fmt([v[f"{t}_{k}"] for v in per_seed.values()]) for k in METRICS[:2]),
+              len(per_seed)] for t in ("vit_teacher", "cnn_teacher")]
+    return lines + [[f"{t} ({how}, row {r})", *(fmt(column(table, r, f"{t}_{k}")) for k in METRICS[:2]),
+                     len(table[r])] for r, how in OWN_TEACHERS.items() if table[r]
+                    for t in ("vit_teacher", "cnn_teacher")]
+
+
+def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
+    """The RESULTS.md section as markdown."""
+    rows, teacher_rows, config = row_lines(table), teacher_lines(table), finished_config(table)
     claim_rows = [[c["claim"], c["metric"], f"{c['a']} - {c['b']}", num(c["mean_a"]), num(c["mean_b"]),
                    num(c["diff"], "{:+.1f}"), f"[{c['lo']:+.1f}, {c['hi']:+.1f}]",
                    f"{c['share'] * c['seeds']:g}/{c['seeds']}", c["verdict"]] for c in claims(table)]
-    config = {}
-    for v in per_seed.values():  # the settings every row shares, from any finished run on disk
-        res = load_json(os.path.join(v["folder"], "results.json"))
-        if res:
-            config = res["config"]
-            break
     split = ("20% of the training videos held out (train.py --val-fraction 0.2)" if args.val
              else f"test split {config.get('split', '?')}")
     all_seconds = sum(v["run_seconds"] for r in table.values() for v in r.values())
@@ -585,8 +607,8 @@ def render(table, warnings, args, passthrough, command, wall, n_run, csv_path):
         f"Seeds: {seeds_text({r: sorted(table[r]) for r in ROWS if table[r]})}; train.py arguments shared by every row: "
         f"`{shlex.join(passthrough) or '(defaults)'}`; each row's rate and epochs: "
         f"{'`' + os.path.relpath(args.tuned) + '` (python ablate.py --tune)' if args.tuned else 'train.py defaults'}; "
-        f"teacher epochs {config.get('teacher_epochs', '?')} (ViT "
-        f"{config.get('vit_teacher_epochs') or config.get('teacher_epochs', '?')}); evaluated on "
+        f"teacher epochs {config.get('cnn_teacher_epochs', '?')} (ViT "
+        f"{config.get('vit_teacher_epochs') or config.get('cnn_teacher_epochs', '?')}); evaluated on "
         f"{split}.  ",
         f"Each cell: mean ± sample std over seeds of the last epoch's metric (clip_acc@1: the "
         f"centered view; video_acc@1: softmax averaged over {config.get('eval_clips', '?')} clips "
@@ -643,80 +665,21 @@ def tune(args, passthrough, command):
     rows = [r for r in args.rows if r not in MATCHED]
     init = {r: student_setting(resolved([*passthrough, *ROWS[r].flags]))[0] for r in rows}
     grid = {r: list(args.tune_rates or TUNE_RATES[init[r]]) for r in rows}  # grows at its edges
-    budgets = args.tune_epochs
     points = {}  # (lr, epochs) -> that grid point's table
-
-    def run_round(wanted):  # wanted: {row: (lr, epochs)} or {row: [(lr, epochs), ...]}
-        by_point = {}
-        for r, pts in wanted.items():
-            for pt in pts:
-                by_point.setdefault(pt, []).append(r)
-        todo, argvs, outs = [], [], {}
-        for (lr, ep), rs in sorted(by_point.items()):
-            out = tune_dir(args.out, lr, ep)
-            extra = [*passthrough, "--lr", f"{lr:g}", "--epochs", str(ep)]
-            table, _ = collect(args.seeds, out, extra, True, rs)
-            for job in plan(table, args.seeds, rs, out, extra, True):
-                todo.append(job), argvs.append(row_argv(job[0], job[1], out, extra, True, job[2]))
-            outs[(lr, ep)] = (out, extra, rs)
-        # seed-major across grid points: each seed's first run trains its teachers early
-        order = sorted(range(len(todo)), key=lambda i: todo[i][1])
-        print(f"[ablate --tune] {len(todo)} runs to train at {len(by_point)} grid points", flush=True)
-        run_all([todo[i] for i in order], [argvs[i] for i in order], args.jobs, args.threads)
-        for pt, (out, extra, rs) in outs.items():
-            points[pt] = {**points.get(pt, {}), **{r: v for r, v in collect(args.seeds, out, extra, True, rs)[0].items() if v}}
-
     # Rows tuned by an earlier --tune (another --rows) keep their choice and their grid points.
     earlier = load_json(args.tuned) or {}
     keep_matched = not {"full", "ce"} & set(rows)  # their epochs rest on full's and ce's costs
     kept = {r: c for r, c in earlier.get("rows", {}).items()
             if r not in rows and (r not in MATCHED or keep_matched)}
     t0 = time.time()
-    run_round({r: [(lr, budgets[0]) for lr in grid[r]] for r in rows})
-    best_lr = lambda r: max((lr for lr in grid[r] if (lr, budgets[0]) in tune_means(points, r)),
-                            key=lambda lr: tune_means(points, r)[(lr, budgets[0])], default=None)
-    # A best rate at the grid's edge says the optimum may lie beyond it: extend the grid by the
-    # next factor of 2 on that side (at most EXTEND_GRID times per row), so no row is held back
-    # by where the grid happened to stop.
-    for _ in range(EXTEND_GRID):
-        edge = {}
-        for r in rows:
-            lr, g = best_lr(r), sorted(grid[r])
-            if lr is not None and len(g) > 1 and lr in (g[0], g[-1]):
-                edge[r] = lr * 2 if lr == g[-1] else lr / 2
-        if not edge:
-            break
-        for r, lr in edge.items():
-            grid[r].append(lr)
-        run_round({r: [(lr, budgets[0])] for r, lr in edge.items()})
-    best_lr = {r: best_lr(r) for r in rows}
-    climbing = {r: 0 for r in rows if best_lr[r] is not None}  # row -> index of its last budget
-    while climbing:
-        run_round({r: [(best_lr[r], budgets[i + 1])] for r, i in climbing.items() if i + 1 < len(budgets)})
-        nxt = {}
-        for r, i in climbing.items():
-            if i + 1 >= len(budgets):
-                continue
-            m = tune_means(points, r)
-            if m.get((best_lr[r], budgets[i + 1]), -math.inf) > m.get((best_lr[r], budgets[i]), math.inf):
-                nxt[r] = i + 1  # still improving: try the next budget
-        climbing = nxt
-    chosen = {}
-    for r in rows:
-        m = tune_means(points, r)
-        if m:
-            (lr, ep), val = max(m.items(), key=lambda kv: kv[1])
-            vals = [v["clip_acc@1"] for v in points[(lr, ep)][r].values()]
-            chosen[r] = {"lr": lr, "epochs": ep, "val_clip_acc@1": round(val, 2),
-                         "val_std": round(mean_std(vals)[1], 2), "seeds": len(vals)}
+    best_lr = search_rates(args, passthrough, rows, grid, points)
+    climb_budgets(args, passthrough, best_lr, points)
+    chosen = choose(rows, points)
     cost = earlier.get("cost", {}) if keep_matched else {}
     if "full" in chosen and "ce" in chosen:
-        for r, with_teachers in MATCHED.items():
-            epochs, cost = matched_epochs(points, chosen, with_teachers)
-            chosen[r] = {"lr": chosen["ce"]["lr"], "epochs": epochs,
-                         "how": f"CE at {epochs} epochs costs what the full method's "
-                                f"{chosen['full']['epochs']} epochs cost" + (" with its teachers" if with_teachers else "")}
-    base = os.path.join(os.path.dirname(os.path.abspath(args.results)), "results")
+        cost = add_matched_rows(chosen, points)
+    budgets = args.tune_epochs
+    base = results_dir(args)
     os.makedirs(base, exist_ok=True)
     commands = [*earlier.get("commands", [earlier["command"]] if "command" in earlier else []), command]
     tuned = {"commands": commands if kept else [command], "seeds": args.seeds,
@@ -727,7 +690,101 @@ def tune(args, passthrough, command):
              "rows": {r: c for r, c in {**kept, **chosen}.items()}}
     with open(args.tuned, "w") as f:
         json.dump(tuned, f, indent=1)
-    csv_path = os.path.join(base, "tuning.csv")
+    write_tuning_record(args, tuned, points, rows, kept, command, os.path.join(base, "tuning.csv"))
+    print(f"[ablate --tune] wrote {args.tuned}; {time.time() - t0:.0f} s")
+    return tuned
+
+
+def tune_round(args, passthrough, wanted, points):
+    """Train the runs of one round of the search (finished ones are skipped) and put their grid
+    points' tables into `points`. wanted: {row: [(lr, epochs), ...]}."""
+    by_point = {}
+    for r, pts in wanted.items():
+        for pt in pts:
+            by_point.setdefault(pt, []).append(r)
+    todo, argvs, outs = [], [], {}
+    for (lr, ep), rs in sorted(by_point.items()):
+        out = tune_dir(args.out, lr, ep)
+        extra = [*passthrough, "--lr", f"{lr:g}", "--epochs", str(ep)]
+        table, _ = collect(args.seeds, out, extra, True, rs)
+        for job in plan(table, args.seeds, rs, out, extra, True):
+            todo.append(job), argvs.append(row_argv(job[0], job[1], out, extra, True, job[2]))
+        outs[(lr, ep)] = (out, extra, rs)
+    # seed-major across grid points: each seed's first run trains its teachers early
+    order = sorted(range(len(todo)), key=lambda i: todo[i][1])
+    print(f"[ablate --tune] {len(todo)} runs to train at {len(by_point)} grid points", flush=True)
+    run_all([todo[i] for i in order], [argvs[i] for i in order], args.jobs, args.threads)
+    for pt, (out, extra, rs) in outs.items():
+        points[pt] = {**points.get(pt, {}), **{r: v for r, v in collect(args.seeds, out, extra, True, rs)[0].items() if v}}
+
+
+def search_rates(args, passthrough, rows, grid, points):
+    """Every rate of each row's grid at the shortest budget -> {row: its best rate, or None}.
+
+    A best rate at the grid's edge says the optimum may lie beyond it: the grid (changed in
+    place) grows by the next factor of 2 on that side, at most EXTEND_GRID times per row, so no
+    row is held back by where the grid happened to stop."""
+    epochs = args.tune_epochs[0]
+    tune_round(args, passthrough, {r: [(lr, epochs) for lr in grid[r]] for r in rows}, points)
+    best_lr = lambda r: max((lr for lr in grid[r] if (lr, epochs) in tune_means(points, r)),
+                            key=lambda lr: tune_means(points, r)[(lr, epochs)], default=None)
+    for _ in range(EXTEND_GRID):
+        edge = {}
+        for r in rows:
+            lr, g = best_lr(r), sorted(grid[r])
+            if lr is not None and len(g) > 1 and lr in (g[0], g[-1]):
+                edge[r] = lr * 2 if lr == g[-1] else lr / 2
+        if not edge:
+            break
+        for r, lr in edge.items():
+            grid[r].append(lr)
+        tune_round(args, passthrough, {r: [(lr, epochs)] for r, lr in edge.items()}, points)
+    return {r: best_lr(r) for r in rows}
+
+
+def climb_budgets(args, passthrough, best_lr, points):
+    """At each row's best rate, the next budget of --tune-epochs while the mean still improves."""
+    budgets = args.tune_epochs
+    climbing = {r: 0 for r, lr in best_lr.items() if lr is not None}  # row -> index of its last budget
+    while climbing:
+        tune_round(args, passthrough, {r: [(best_lr[r], budgets[i + 1])] for r, i in climbing.items()
+                                       if i + 1 < len(budgets)}, points)
+        nxt = {}
+        for r, i in climbing.items():
+            if i + 1 >= len(budgets):
+                continue
+            m = tune_means(points, r)
+            if m.get((best_lr[r], budgets[i + 1]), -math.inf) > m.get((best_lr[r], budgets[i]), math.inf):
+                nxt[r] = i + 1  # still improving: try the next budget
+        climbing = nxt
+
+
+def choose(rows, points):
+    """Each row's grid point with the best mean over seeds -> {row: {"lr", "epochs", ...}}."""
+    chosen = {}
+    for r in rows:
+        m = tune_means(points, r)
+        if m:
+            (lr, ep), val = max(m.items(), key=lambda kv: kv[1])
+            vals = [v["clip_acc@1"] for v in points[(lr, ep)][r].values()]
+            chosen[r] = {"lr": lr, "epochs": ep, "val_clip_acc@1": round(val, 2),
+                         "val_std": round(mean_std(vals)[1], 2), "seeds": len(vals)}
+    return chosen
+
+
+def add_matched_rows(chosen, points):
+    """The compute-matched CE rows into `chosen` (CE's rate, the full method's cost) -> the costs."""
+    for r, with_teachers in MATCHED.items():
+        epochs, cost = matched_epochs(points, chosen, with_teachers)
+        chosen[r] = {"lr": chosen["ce"]["lr"], "epochs": epochs,
+                     "how": f"CE at {epochs} epochs costs what the full method's "
+                            f"{chosen['full']['epochs']} epochs cost" + (" with its teachers" if with_teachers else "")}
+    return cost
+
+
+def write_tuning_record(args, tuned, points, rows, kept, command, csv_path):
+    """results/tuning.csv (every run of every grid point, the kept rows' read back from the
+    earlier file) and the tuning section of RESULTS.md."""
     for (lr, ep), t in read_tuning_csv(csv_path, set(kept)).items():  # the kept rows' grid points
         points.setdefault((lr, ep), {}).update(t)
     rows = [r for r in ROWS if r in rows or (r in kept and r not in MATCHED)]
@@ -739,8 +796,6 @@ def tune(args, passthrough, command):
                 for seed, v in sorted(t.get(r, {}).items()):
                     w.writerow([r, f"{lr:g}", ep, seed, v["clip_acc@1"], v["video_acc@1"], v["folder"]])
     write_section(args.results, "tuning", render_tuning(tuned, points, rows, args, command))
-    print(f"[ablate --tune] wrote {args.tuned}; {time.time() - t0:.0f} s")
-    return tuned
 
 
 def read_tuning_csv(path, rows):
@@ -790,8 +845,14 @@ def render_tuning(tuned, points, rows, args, command):
 
 
 # ------------------------------------------------------------------------------------- main
-def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
+def results_dir(args):
+    """results/ beside --results: the CSVs and tuned.json."""
+    return os.path.join(os.path.dirname(os.path.abspath(args.results)), "results")
+
+
+def parse_args(argv):
+    """ablate.py's own arguments (before `--`), checked and with their defaults filled in, and
+    train.py's (after it) -> (args, passthrough)."""
     cut = argv.index("--") if "--" in argv else len(argv)
     own, passthrough = argv[:cut], argv[cut + 1:]  # ours, then train.py's
     args = get_args_parser().parse_args(own)
@@ -807,22 +868,29 @@ def main(argv=None):
     if clash:
         raise SystemExit(f"ablate.py sets {', '.join('--' + k.replace('_', '-') for k in clash)} "
                          f"itself; use --seeds / --out / --val / --rows / --tune-rates / --tune-epochs instead")
+    if args.tune and args.report:
+        raise SystemExit("--report writes the sweep's tables; --tune writes its own when it ends")
     args.val = args.val or args.tune
     if args.tune:
         args.seeds = args.seeds or TUNE_SEEDS
     args.out = args.out or ("runs/tune" if args.tune else "runs/ablation_val" if args.val else "runs/ablation")
     args.results = args.results or ("RESULTS.md" if args.tune or not args.val else os.path.join(args.out, "RESULTS.md"))
-    results_dir = os.path.join(os.path.dirname(os.path.abspath(args.results)), "results")
     if args.tuned is None or args.tune:
-        args.tuned = args.tuned or os.path.join(results_dir, "tuned.json")
+        args.tuned = args.tuned or os.path.join(results_dir(args), "tuned.json")
+    return args, passthrough
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, passthrough = parse_args(argv)
     if args.threads and args.jobs <= 1:
         torch.set_num_threads(args.threads)
     command = "python ablate.py " + shlex.join(argv)
-    if args.tune:
-        if args.report:
-            raise SystemExit("--report writes the sweep's tables; --tune writes its own when it ends")
-        return tune(args, passthrough, command)
+    return tune(args, passthrough, command) if args.tune else sweep(args, passthrough, command)
 
+
+def sweep(args, passthrough, command):
+    """Train what is missing of every row and seed, then write the table, the CSV and the box."""
     tuned = load_json(args.tuned) if args.tuned and args.tuned != "none" else None
     args.tuned = args.tuned if tuned else None
     settings = (tuned or {}).get("rows", {})
@@ -831,7 +899,7 @@ def main(argv=None):
         print(f"[ablate] rows {' '.join(missing)} need a tuned.json with them (python ablate.py "
               f"--tune); left out", flush=True)
         args.rows = [r for r in args.rows if r not in missing]
-    csv_path = os.path.join(results_dir, "ablation.csv")
+    csv_path = os.path.join(results_dir(args), "ablation.csv")
     args.seeds = {r: args.seeds or list(range(ROW_SEEDS[r])) for r in args.rows}
     # The table holds every finished seed, not only this invocation's: a later `--seeds 5 6`
     # adds to the record instead of replacing it.

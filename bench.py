@@ -49,6 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -211,13 +212,24 @@ def loss_terms(z_s, e_s, pred, target, z_vit, z_cnn, e_vit, y, args):
     return t["ce"] + args.alpha * t["kd"] + args.beta * t["sdd"] + args.gamma * t["rkd"]
 
 
-def bench_step(args, cfg):
-    """CE-only vs full distillation step, and the full step taken apart -> markdown."""
+class StepInputs(NamedTuple):
+    """What every timing of the step shares: train.py's own defaults (weights, temperatures,
+    clip-grad, so the step is the real one), the preset's models and an in-memory batch."""
+    targs: argparse.Namespace
+    names: dict  # role -> model name
+    specs: dict  # role -> models.InputSpec
+    tap_vit: FeatureTap  # the frozen teachers, with their feature taps
+    tap_cnn: FeatureTap
+    teachers: dict  # {"vit": train.Teacher, "cnn": train.Teacher}
+    clip: torch.Tensor  # uint8 (B, 3, L, S, S)
+    y: torch.Tensor  # (B,) labels
+
+
+def step_inputs(args, C):
+    """The preset's frozen teachers and a random batch of `C` classes -> StepInputs."""
     preset = models.PRESETS[args.step_preset]
-    clip_cfg, B, C = preset["clip"], args.batch_size, 9  # 9 = the synthetic set's classes
-    warm, reps = cfg["step_warmup"], cfg["step_repeats"]
+    clip_cfg, B = preset["clip"], args.batch_size
     torch.manual_seed(0)
-    # train.py's own defaults (weights, temperatures, clip-grad) so the step is the real one.
     targs = train.get_args_parser().parse_args(["--device", "cpu", "--batch-size", str(B)])
     names = {k: preset[k] for k in ("vit_teacher", "cnn_teacher", "student")}
     specs = {k: models.input_spec(n) for k, n in names.items()}
@@ -229,53 +241,67 @@ def bench_step(args, cfg):
     clip = torch.randint(0, 256, (B, 3, clip_cfg["num_frames"], clip_cfg["size"], clip_cfg["size"]),
                          dtype=torch.uint8)
     y = torch.randint(0, C, (B,))
+    return StepInputs(targs, names, specs, tap_vit, tap_cnn, teachers, clip, y)
 
-    def make_net(distil):
-        torch.manual_seed(0)
-        student = models.build_model(names["student"], C)
-        if not distil:
-            return student
-        return train.Distiller.for_teachers(student, specs["student"], teachers)
 
-    def step_ms(net, with_teachers):
-        """Per-step time of train.train_one_epoch (the real step) over an in-memory loader."""
-        opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
-        scaler = torch.amp.GradScaler("cuda", enabled=False)
-        loader, k = [(clip, y)] * cfg["steps_per_call"], cfg["steps_per_call"]
-        run = lambda: train.train_one_epoch(net, loader, opt, sched, scaler, targs,
-                                            specs["student"], teachers if with_teachers else None,
-                                            desc="bench step")
-        return median_ms(run, warm, reps) / k
+def make_student(s, C, distil):
+    """A fresh student (seeded: every call builds the same weights); with distil, the Distiller
+    around it (feature tap + SDD head)."""
+    torch.manual_seed(0)
+    student = models.build_model(s.names["student"], C)
+    if not distil:
+        return student
+    return train.Distiller.for_teachers(student, s.specs["student"], s.teachers)
 
-    t_ce = step_ms(make_net(False), False)
-    net = make_net(True)
-    t_full = step_ms(net, True)
 
-    # -- the distillation step taken apart: each part timed on its own, inputs prepared untimed
-    parts = []  # (name, ms, gmacs)
+def whole_step_ms(s, net, with_teachers, cfg):
+    """Per-step time of train.train_one_epoch (the real step) over an in-memory loader."""
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    loader, k = [(s.clip, s.y)] * cfg["steps_per_call"], cfg["steps_per_call"]
+    run = lambda: train.train_one_epoch(net, loader, opt, sched, scaler, s.targs,
+                                        s.specs["student"], s.teachers if with_teachers else None,
+                                        desc="bench step")
+    return median_ms(run, cfg["step_warmup"], cfg["step_repeats"]) / k
 
-    def part(name, fn, setup=None, gmacs=None):
+
+class PartTimer:
+    """Times the parts of the distillation step one by one; `rows`: (name, ms, GMACs)."""
+
+    def __init__(self, warmup, repeats):
+        self.warmup, self.repeats, self.rows = warmup, repeats, []
+
+    def __call__(self, name, fn, setup=None, gmacs=None):
         """Time fn; count its MACs on one call unless given (backward passes: see the guide)."""
-        ms = median_ms(fn, warm, reps, setup)
+        ms = median_ms(fn, self.warmup, self.repeats, setup)
         g = gmacs_of(fn, setup() if setup else None) if gmacs is None else gmacs
-        parts.append((name, ms, g))
+        self.rows.append((name, ms, g))
         return g
 
-    x = {k: models.adapt_input(clip, specs[k]) for k in specs}
+
+def time_inputs_and_teachers(part, s):
+    """The three input adapters and the two teachers' forwards -> (inputs by role, the teachers'
+    outputs z_vit, f_vit, z_cnn, f_cnn)."""
+    x = {k: models.adapt_input(s.clip, s.specs[k]) for k in s.specs}
     part("input adapters (3 models, uint8 -> float)",
-         lambda: [models.adapt_input(clip, s) for s in specs.values()])
+         lambda: [models.adapt_input(s.clip, spec) for spec in s.specs.values()])
     with torch.no_grad():  # teachers only provide targets (as in train.py)
-        z_vit, f_vit = tap_vit(x["vit_teacher"])
-        z_cnn, f_cnn = tap_cnn(x["cnn_teacher"])
-    part("ViT teacher forward (no grad)", torch.no_grad()(lambda: tap_vit(x["vit_teacher"])))
-    part("CNN teacher forward (no grad)", torch.no_grad()(lambda: tap_cnn(x["cnn_teacher"])))
+        z_vit, f_vit = s.tap_vit(x["vit_teacher"])
+        z_cnn, f_cnn = s.tap_cnn(x["cnn_teacher"])
+    part("ViT teacher forward (no grad)", torch.no_grad()(lambda: s.tap_vit(x["vit_teacher"])))
+    part("CNN teacher forward (no grad)", torch.no_grad()(lambda: s.tap_cnn(x["cnn_teacher"])))
+    return x, (z_vit, f_vit, z_cnn, f_cnn)
+
+
+def time_student(part, net, x_s):
+    """The student's forward and backward (through its feature tap, as in training)."""
     net.train()
-    g_student = part("student forward", lambda: net.tap(x["student"]))
+    g_student = part("student forward", lambda: net.tap(x_s))
 
     def student_graph():
         net.zero_grad(set_to_none=True)
-        z_s, f_s = net.tap(x["student"])
+        z_s, f_s = net.tap(x_s)
         # Gradients arrive at logits (CE, KD), map (SDB) and embedding (RKD) in the real step;
         # their values do not change the cost, so a sum stands in for the losses.
         return z_s.sum() + f_s["map"].sum() + f_s["embed"].sum()
@@ -283,42 +309,85 @@ def bench_step(args, cfg):
     # Backward = 2x the forward's MACs (input and weight gradients; the stem's input gradient,
     # never computed, makes this a slight overestimate: ~3% of X3D-S's MACs).
     part("student backward", lambda loss: loss.backward(), student_graph, gmacs=2 * g_student)
+
+
+def time_sdb(part, net, f_map, map_vit, map_cnn):
+    """The SDD head's forward (fixed phi, residual target, the branch) and the branch's backward,
+    on a detached student map (the SDB's own cost, not the student's)."""
+    part("SDB forward (+ fixed phi, residual target)", lambda: net.sdd(f_map, map_vit, map_cnn))
+    part("SDB backward", lambda out: out[0].sum().backward(),
+         lambda: net.sdd(f_map, map_vit, map_cnn),
+         gmacs=2 * gmacs_of(lambda: net.sdd.sdb(f_map)))  # phi and the target have no backward
+
+
+def time_losses(part, loss_of, leaves):
+    """The total loss's forward and backward, from leaves: without the networks behind it."""
+    g_losses = part("losses forward: DATW + KD + CE + SDD + RKD", loss_of, leaves)
+    part("losses backward", lambda loss: loss.backward(), lambda: loss_of(leaves()),
+         gmacs=2 * g_losses)
+
+
+def time_optimizer(part, net, clip_grad):
+    """Gradient clipping and the AdamW step (the gradients must be filled)."""
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    part(f"clip-grad (max norm {clip_grad}) + AdamW step",
+         lambda: (nn.utils.clip_grad_norm_(net.parameters(), clip_grad), opt.step()))
+
+
+def time_loss_terms(s, leaves, target, z_vit, z_cnn, e_vit, warm, reps):
+    """Each loss term on its own (forward + backward), to say where the arithmetic goes -> ms."""
+    targs, y = s.targs, s.y
+    terms = {
+        "DATW weights + fused target + KD": lambda lv: kd_loss(lv[0], fuse_logits(
+            [z_vit, z_cnn], teacher_weights(targs.weighting, [z_vit, z_cnn], lv[0], T_c=targs.T_c,
+                                          tau_w=targs.tau_w, y=y)),
+            T=targs.T),
+        "CE": lambda lv: F.cross_entropy(lv[0].float(), y, reduction="mean"),
+        "SDD (MSE)": lambda lv: train.sdd_loss(lv[2], target),  # as train.py calls it
+        "RKD distance (B x B)": lambda lv: rkd_distance_loss(lv[1], e_vit),
+        "RKD angle (B x B x B)": lambda lv: rkd_angle_loss(lv[1], e_vit),
+    }
+    return {n: median_ms(lambda lv: fn(lv).backward(), warm, reps, leaves)
+            for n, fn in terms.items()}
+
+
+def bench_step(args, cfg):
+    """CE-only vs full distillation step, and the full step taken apart -> markdown."""
+    C = 9  # the synthetic set's classes
+    s = step_inputs(args, C)
+    t_ce = whole_step_ms(s, make_student(s, C, distil=False), False, cfg)
+    net = make_student(s, C, distil=True)
+    t_full = whole_step_ms(s, net, True, cfg)
+
+    # -- the distillation step taken apart: each part timed on its own, inputs prepared untimed
+    part = PartTimer(cfg["step_warmup"], cfg["step_repeats"])
+    x, (z_vit, f_vit, z_cnn, f_cnn) = time_inputs_and_teachers(part, s)
+    time_student(part, net, x["student"])
     z_s, f_s = net.tap(x["student"])
     f_map = f_s["map"].detach().requires_grad_()  # cut here: the SDB's own cost, not the student's
-    part("SDB forward (+ fixed phi, residual target)",
-         lambda: net.sdd(f_map, f_vit["map"], f_cnn["map"]))
-    part("SDB backward", lambda out: out[0].sum().backward(),
-         lambda: net.sdd(f_map, f_vit["map"], f_cnn["map"]),
-         gmacs=2 * gmacs_of(lambda: net.sdd.sdb(f_map)))  # phi and the target have no backward
+    time_sdb(part, net, f_map, f_vit["map"], f_cnn["map"])
     pred, target = net.sdd(f_map, f_vit["map"], f_cnn["map"])
     # Leaves for the loss arithmetic: it is timed without the networks behind it.
     leaves = lambda: (z_s.detach().requires_grad_(), f_s["embed"].detach().requires_grad_(),
                       pred.detach().requires_grad_())
-    loss_of = lambda lv: loss_terms(lv[0], lv[1], lv[2], target, z_vit, z_cnn, f_vit["embed"], y, targs)
-    g_losses = part("losses forward: DATW + KD + CE + SDD + RKD", loss_of, leaves)
-    part("losses backward", lambda loss: loss.backward(), lambda: loss_of(leaves()), gmacs=2 * g_losses)
+    loss_of = lambda lv: loss_terms(lv[0], lv[1], lv[2], target, z_vit, z_cnn, f_vit["embed"],
+                                    s.y, s.targs)
+    time_losses(part, loss_of, leaves)
     # The optimizer's work does not depend on the gradients' values: fill them once.
     loss_terms(z_s, f_s["embed"], *net.sdd(f_s["map"], f_vit["map"], f_cnn["map"]), z_vit, z_cnn,
-               f_vit["embed"], y, targs).backward()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
-    part(f"clip-grad (max norm {targs.clip_grad}) + AdamW step",
-         lambda: (nn.utils.clip_grad_norm_(net.parameters(), targs.clip_grad), opt.step()))
+               f_vit["embed"], s.y, s.targs).backward()
+    time_optimizer(part, net, s.targs.clip_grad)
+    term_ms = time_loss_terms(s, leaves, target, z_vit, z_cnn, f_vit["embed"],
+                              cfg["step_warmup"], cfg["step_repeats"])
+    rate = sustained_rate(cfg["matmul_n"], 1, cfg["step_repeats"])
+    return step_report(args, cfg, s, C, part.rows, t_full, t_ce, term_ms, rate)
 
-    # -- each loss term on its own (forward + backward), to say where the arithmetic goes
-    terms = {
-        "DATW weights + fused target + KD": lambda lv: kd_loss(lv[0], fuse_logits(
-            [z_vit, z_cnn], teacher_weights(targs.weighting, [z_vit, z_cnn], lv[0], T_c=targs.T_c,
-                                          tau_w=targs.tau_w)),
-            T=targs.T),
-        "CE": lambda lv: F.cross_entropy(lv[0].float(), y, reduction="mean"),
-        "SDD (MSE)": lambda lv: train.sdd_loss(lv[2], target),  # as train.py calls it
-        "RKD distance (B x B)": lambda lv: rkd_distance_loss(lv[1], f_vit["embed"]),
-        "RKD angle (B x B x B)": lambda lv: rkd_angle_loss(lv[1], f_vit["embed"]),
-    }
-    term_ms = {n: median_ms(lambda lv: fn(lv).backward(), warm, reps, leaves)
-               for n, fn in terms.items()}
 
-    rate = sustained_rate(cfg["matmul_n"], 1, reps)
+def step_report(args, cfg, s, C, parts, t_full, t_ce, term_ms, rate):
+    """The step section's markdown: the parts next to their lower bounds, the whole steps."""
+    clip_cfg, names = models.PRESETS[args.step_preset]["clip"], s.names
+    warm, reps = cfg["step_warmup"], cfg["step_repeats"]
+
     def row(name, ms, g):  # a part, its share of the full step, its MACs and its lower bound
         bound = 1000 * g / rate
         return [name, f"{ms:.2f}", f"{100 * ms / t_full:.1f}%", f"{g:.4f}", f"{bound:.3f}",
@@ -331,9 +400,9 @@ def bench_step(args, cfg):
     top = max(parts, key=lambda p: p[1])
     lines = [
         f"Preset `{args.step_preset}` ({names['vit_teacher']} + {names['cnn_teacher']} -> "
-        f"{names['student']}), batch {B}, clip {clip_cfg['num_frames']}x{clip_cfg['size']}x"
-        f"{clip_cfg['size']}, {C} classes, CPU, float32; median of {reps} after {warm} warm-up; "
-        f"whole steps: {cfg['steps_per_call']} step(s) per timed call.",
+        f"{names['student']}), batch {args.batch_size}, clip {clip_cfg['num_frames']}x"
+        f"{clip_cfg['size']}x{clip_cfg['size']}, {C} classes, CPU, float32; median of {reps} "
+        f"after {warm} warm-up; whole steps: {cfg['steps_per_call']} step(s) per timed call.",
         f"Sustained rate: dense {cfg['matmul_n']}x{cfg['matmul_n']} float32 matmul = "
         f"{rate:.1f} GMAC/s. Lower bound of a part = its GMACs (FlopCounterMode on the timed "
         f"call, backward included; matmuls and convs only) / that rate.", "",
@@ -414,6 +483,43 @@ def deployment_runners(classifier, example, folder, name, formats):
     return runners
 
 
+def time_deployed(preset, role, example, folder, thread_counts, has_onnx, cfg):
+    """One preset's model as deployed, in each runtime at each thread count -> (table row, note
+    on the exported files' agreement with PyTorch, {(runtime, threads): ms per clip}, GMACs)."""
+    num_classes = 400 if preset != "tiny" else 9  # as in the efficiency section
+    warm, reps = cfg["deploy"]["tiny" if preset == "tiny" else "large"]
+    clip = models.PRESETS[preset]["clip"]
+    name = models.PRESETS[preset][role]
+    spec = models.input_spec(name)
+    torch.manual_seed(0)
+    model = models.build_model(name, num_classes).eval()
+    g = models.count_gmacs(model, (3, spec.frames, spec.size, spec.size))
+    classifier = deploy.ClipClassifier(model, spec).eval()
+    # Exporting costs seconds per model (minutes for MViTv2-S): --quick exports only the student
+    # to ONNX, the model that is deployed.
+    with_onnx = has_onnx and (role == "student" or not cfg["deploy_quick"])
+    formats = {"torchscript", "onnx"} if with_onnx else {"torchscript"}
+    runners = deployment_runners(classifier, example, folder, f"{preset}_{role}", formats)
+    with torch.inference_mode():
+        z_ref = classifier(example)
+    ms, cells, diffs = {}, [], []
+    for runtime in RUNTIMES:
+        if runtime not in runners:
+            cells += ["-"] * len(thread_counts)
+            continue
+        for t in thread_counts:
+            run = runners[runtime][0](t)
+            ms[runtime, t] = median_ms(lambda: run(example), warm, reps)
+            cells.append(f"{ms[runtime, t]:.1f}")
+        if runtime != "PyTorch":  # the timed file computes what PyTorch computes
+            diffs.append(f"{runtime} {(run(example) - z_ref).abs().max().item():.1e} "
+                         f"(export {runners[runtime][1]:.0f} s)")
+    row = [preset, role, name, f"{clip['num_frames']}x{clip['size']} -> "
+           f"{spec.frames}x{spec.size}", f"{g:.4f}", *cells]
+    note = f"`{preset}` {role}: max |logits - PyTorch's| " + (", ".join(diffs) or "-")
+    return row, note, ms, g  # the models go with this frame (MViTv2-S: before the next is built)
+
+
 def bench_deployment(args, cfg):
     """Batch-1 latency of each preset's deployed models (uint8 clip -> logits, deploy.ClipClassifier)
     in PyTorch eager, ONNX Runtime and TorchScript, at 1 and all threads -> markdown."""
@@ -430,44 +536,17 @@ def bench_deployment(args, cfg):
     rows, notes, ratio_rows = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         for preset in args.presets:
-            num_classes = 400 if preset != "tiny" else 9  # as in the efficiency section
-            warm, reps = cfg["deploy"]["tiny" if preset == "tiny" else "large"]
             clip = models.PRESETS[preset]["clip"]
             example = torch.randint(0, 256, (1, 3, clip["num_frames"], clip["size"], clip["size"]),
                                     generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
-            ms = {}  # (role, runtime, threads) -> ms per clip
+            ms, gmacs = {}, {}  # ms: (role, runtime, threads) -> ms per clip
             for role in ("vit_teacher", "cnn_teacher", "student"):
-                name = models.PRESETS[preset][role]
-                spec = models.input_spec(name)
-                torch.manual_seed(0)
-                model = models.build_model(name, num_classes).eval()
-                g = models.count_gmacs(model, (3, spec.frames, spec.size, spec.size))
-                classifier = deploy.ClipClassifier(model, spec).eval()
-                # Exporting costs seconds per model (minutes for MViTv2-S): --quick exports only
-                # the student to ONNX, the model that is deployed.
-                with_onnx = has_onnx and (role == "student" or not cfg["deploy_quick"])
-                formats = {"torchscript", "onnx"} if with_onnx else {"torchscript"}
-                runners = deployment_runners(classifier, example, folder, f"{preset}_{role}", formats)
-                with torch.inference_mode():
-                    z_ref = classifier(example)
-                cells, diffs = [], []
-                for runtime in RUNTIMES:
-                    if runtime not in runners:
-                        cells += ["-"] * len(thread_counts)
-                        continue
-                    for t in thread_counts:
-                        run = runners[runtime][0](t)
-                        ms[role, runtime, t] = median_ms(lambda: run(example), warm, reps)
-                        cells.append(f"{ms[role, runtime, t]:.1f}")
-                    if runtime != "PyTorch":  # the timed file computes what PyTorch computes
-                        diffs.append(f"{runtime} {(run(example) - z_ref).abs().max().item():.1e} "
-                                     f"(export {runners[runtime][1]:.0f} s)")
-                rows.append([preset, role, name, f"{clip['num_frames']}x{clip['size']} -> "
-                             f"{spec.frames}x{spec.size}", f"{g:.4f}", *cells])
-                notes.append(f"`{preset}` {role}: max |logits - PyTorch's| " + (", ".join(diffs) or "-"))
-                ms[role, "gmacs"] = g
-                del model, classifier, runners  # MViTv2-S: free it before building the next model
-            mac_ratio = ms["student", "gmacs"] / ms["vit_teacher", "gmacs"]
+                row, note, role_ms, gmacs[role] = time_deployed(preset, role, example, folder,
+                                                                thread_counts, has_onnx, cfg)
+                rows.append(row)
+                notes.append(note)
+                ms.update({(role, *key): v for key, v in role_ms.items()})
+            mac_ratio = gmacs["student"] / gmacs["vit_teacher"]
             for runtime in RUNTIMES:
                 for t in thread_counts:
                     if ("student", runtime, t) in ms and ("vit_teacher", runtime, t) in ms:
@@ -475,6 +554,11 @@ def bench_deployment(args, cfg):
                         ratio_rows.append([preset, runtime, t, f"{s_ms:.1f}", f"{v_ms:.1f}",
                                            f"{s_ms / v_ms:.3f} ({v_ms / s_ms:.1f}x faster)", f"{mac_ratio:.3f}"])
     torch.set_num_threads(before)
+    return deployment_report(cfg, thread_counts, has_onnx, rows, ratio_rows, notes)
+
+
+def deployment_report(cfg, thread_counts, has_onnx, rows, ratio_rows, notes):
+    """The deployment section's markdown: how it was timed, the latencies, the ratios."""
     header = ["preset", "role", "model", "clip -> model input", "GMACs/view"] + [
         f"{r} ms, {t} thr" for r in RUNTIMES for t in thread_counts]
     missing = "" if has_onnx else f" ONNX Runtime: not installed ({export.EXPORT_EXTRA})."

@@ -19,6 +19,8 @@ fine-tuned on HMDB51. This file finds and loads such weights; models.build_model
       tensors of another shape are dropped and reported); every other tensor must match, so a
       checkpoint of another model fails with the names that differ.
   load_state(model, path, what)              strict: a state dict this project saved itself.
+  atomic_write(path, write)                  how every file of a run is written: to a temporary
+      file, then renamed, so an interruption never leaves half a checkpoint or half a table.
 
 Accepted files: a plain state dict, or a dict holding one under "model_state" (pytorchvideo,
 PySlowFast), "state_dict" or "model"; a "module." prefix left by DistributedDataParallel is
@@ -149,6 +151,15 @@ def zoo_path(name: str) -> str:
                            f"{path} is missing: make the zoo with `python pretrain.py`, train from "
                            f"scratch (train.py --teacher-init scratch --student-init scratch), or "
                            f"pass a checkpoint's path: pretrained='path/to/file.pt'")
+    return path
+
+
+def atomic_write(path: str, write) -> str:
+    """write(tmp_path) fills a temporary file beside `path`, which then replaces `path` in one
+    step (os.replace is atomic on one file system): a reader sees the old file or the new one."""
+    tmp = f"{path}.tmp"
+    write(tmp)
+    os.replace(tmp, path)
     return path
 
 

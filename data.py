@@ -44,7 +44,8 @@ with clip and video accuracy. Decoding is decode.py; the synthetic set is synthe
    for a small set on a CPU with few cores, where the model already uses every core, so
    DataLoader workers cannot hide the decoding and it would repeat every epoch (the default
    synthetic set: ~150 MB; train.py turns it on there). The clips are the same as without it.
-   Real HMDB51 would not fit (6,766 videos of ~100 frames at 320x240 would be ~150 GB decoded): leave it off and use workers.
+   Real HMDB51 would not fit (6,766 videos of ~100 frames at 320x240 would be ~150 GB decoded):
+   leave it off and use workers.
 """
 import argparse
 import multiprocessing
@@ -220,9 +221,27 @@ class HMDB51(Dataset):
         self.num_frames, self.frame_stride, self.size = num_frames, frame_stride, size
         self.num_clips, self.num_crops = num_clips, num_crops
         self.max_replacements = max_replacements
-        self.classes, samples = read_split(self.split_dir, split, subset)
+        self.classes, listed = read_split(self.split_dir, split, subset)
         self.num_classes = len(self.classes)
+        self.samples = self._on_disk(listed, skip_missing)
+        self.num_missing = len(listed) - len(self.samples)
 
+        # Frames covered by one clip.
+        self.span = (num_frames - 1) * frame_stride + 1
+        self.train_transform = v2.Compose([
+            v2.RandomResizedCrop(size, scale=crop_scale, antialias=True),
+            v2.RandomHorizontalFlip(p=0.5 if hflip else 0.0),
+        ])
+        # Shared with DataLoader worker processes so the main process sees every worker's count.
+        # Made in the "spawn" context: such a counter reaches workers started in any way (fork,
+        # spawn, forkserver), while a fork-context lock cannot be sent to spawned workers.
+        self._num_failed = multiprocessing.get_context("spawn").Value("q", 0)
+        # preload: per video, its uint8 (n, H, W, 3) frames or the decoding error to raise on access
+        self._videos = [self._decode_all(i) for i in range(len(self.samples))] if preload else None
+
+    def _on_disk(self, samples, skip_missing):
+        """The listed samples whose video exists. A missing one raises FileNotFoundError, or with
+        skip_missing is left out with a warning (a partly unpacked download)."""
         # Existence check by listing each class folder once (51 listdirs, not 3,570 stats).
         on_disk = {}
         for cls in self.classes:
@@ -239,23 +258,8 @@ class HMDB51(Dataset):
         if missing:
             warnings.warn(f"skipping {len(missing)} videos listed in the split files but missing "
                           f"under {self.video_dir}, e.g. {missing[:3]}")
-            gone = set(missing)
-            samples = [s for s in samples if s[0] not in gone]
-        self.num_missing = len(missing)
-        self.samples = samples
-
-        # Frames covered by one clip.
-        self.span = (num_frames - 1) * frame_stride + 1
-        self.train_transform = v2.Compose([
-            v2.RandomResizedCrop(size, scale=crop_scale, antialias=True),
-            v2.RandomHorizontalFlip(p=0.5 if hflip else 0.0),
-        ])
-        # Shared with DataLoader worker processes so the main process sees every worker's count.
-        # Made in the "spawn" context: such a counter reaches workers started in any way (fork,
-        # spawn, forkserver), while a fork-context lock cannot be sent to spawned workers.
-        self._num_failed = multiprocessing.get_context("spawn").Value("q", 0)
-        # preload: per video, its uint8 (n, H, W, 3) frames or the decoding error to raise on access
-        self._videos = [self._decode_all(i) for i in range(len(samples))] if preload else None
+        gone = set(missing)
+        return [s for s in samples if s[0] not in gone]
 
     def _decode_all(self, i):
         path = self.path(i)

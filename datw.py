@@ -51,8 +51,11 @@ ours:
 Baselines for ablation (same signature; `teacher_weights(method, ...)` picks one):
 "uniform" (w = 1/K), "entropy" (confidence only: softmax(c / tau_w), i.e. DATW with d_k = 1;
 the entropy-based weighting of EBKD, Kwon et al. ICASSP 2020, in our scale so the ablation
-isolates the discrepancy factor), "vit" / "cnn" (all weight on teacher 0 / teacher 1).
-Consumes logits only: z_vit, z_cnn, z_s of shape (B, C); no feature-dict keys.
+isolates the discrepancy factor), "camkd" (label-aware: the teacher whose cross-entropy against
+the clip's label is lower gets more weight, CA-MKD, Zhang et al. ICASSP 2022; the only rule that
+reads the labels y), "vit" / "cnn" (all weight on teacher 0 / teacher 1).
+Consumes logits only (and the labels y (B,) for "camkd"): z_vit, z_cnn, z_s of shape (B, C);
+no feature-dict keys.
 """
 import math
 
@@ -151,10 +154,44 @@ def single_teacher_weights(teacher_logits, student_logits, k=0, **unused):
     return F.one_hot(torch.full((B,), k, device=z_t.device), K).float()
 
 
-def teacher_weights(method, teacher_logits, student_logits, **kw):
-    """(B, K) weights by name: "datw", "uniform", "entropy", "vit" (teacher 0), "cnn" (teacher 1).
+@torch.no_grad()  # like every rule: the weights choose the target, nothing trains them
+def camkd_weights(teacher_logits, student_logits, y, **unused):
+    """Label-aware baseline (CA-MKD): w_k = (1 - softmax_k(L_CE^k)) / (K - 1), L_CE^k = CE(z_k, y).
+
+    Paper (Zhang et al. 2022, "Confidence-Aware Multi-Teacher Knowledge Distillation", the
+    prediction-weighting equation): a teacher's reliability on a sample is read from its
+    cross-entropy against the ground-truth label, so teachers whose prediction is close to the
+    one-hot label get large weights. We use that exact form rather than softmax(-L_CE / tau):
+    it has no temperature to tune, and for our K = 2 the two coincide at tau = 1, as
+        w_k = 1 - e^{L_k} / (e^{L_1} + e^{L_2}) = e^{-L_k} / (e^{-L_1} + e^{-L_2}) = p_k(y) / sum_j p_j(y):
+    each teacher's probability of the true class, normalised over the teachers.
+    Note: for K > 2 no teacher gets more than 1 / (K - 1), so the form is flatter than a softmax.
+    Note: CA-MKD weights the K per-teacher KL losses; we weight the logits into one target
+    z_target, as every rule here does, so that only the weights differ between rules.
+    student_logits: only checked for its shape (B, C) (the same signature as the other rules).
+    """
+    with torch.autocast(device_type=student_logits.device.type, enabled=False):
+        z_t = _stack_teachers(teacher_logits, student_logits)  # (K, B, C) float32
+        K, B = z_t.shape[:2]
+        if K < 2 or tuple(y.shape) != (B,):
+            raise ValueError(f"CA-MKD weighting needs K >= 2 teachers and labels y of shape (B,) = "
+                             f"({B},); got K = {K}, y of shape {tuple(y.shape)}.")
+        # L_CE^k = -log softmax(z_k)[y], per teacher and sample, at temperature 1 as in CA-MKD
+        # (the teacher's own prediction); log_softmax keeps it finite for logits of 1e4.
+        log_p = F.log_softmax(z_t, dim=-1)  # (K, B, C)
+        L_ce = -log_p.gather(-1, y.view(1, B, 1).expand(K, B, 1)).squeeze(-1)  # (K, B)
+        # softmax over teachers (dim 0) of the losses: the share of the blame; 1 - it, over
+        # the K - 1 other teachers, sums to 1 per sample: sum_k (1 - s_k) = K - 1.
+        w = (1.0 - torch.softmax(L_ce, dim=0)) / (K - 1)  # (K, B)
+        return w.t()  # (K, B) -> (B, K)
+
+
+def teacher_weights(method, teacher_logits, student_logits, y=None, **kw):
+    """(B, K) weights by name: "datw", "uniform", "entropy", "camkd" (reads the labels y (B,)),
+    "vit" (teacher 0), "cnn" (teacher 1).
 
     **kw goes to the chosen function (T_c=, tau_w= for "datw" and "entropy"; ignored otherwise).
+    y: the clips' labels; every caller may pass them, only "camkd" reads them.
     """
     if method == "datw":
         return datw_weights(teacher_logits, student_logits, **kw)
@@ -162,11 +199,15 @@ def teacher_weights(method, teacher_logits, student_logits, **kw):
         return entropy_weights(teacher_logits, student_logits, **kw)
     if method == "uniform":
         return uniform_weights(teacher_logits, student_logits)
+    if method == "camkd":
+        if y is None:
+            raise ValueError("the 'camkd' weighting reads each clip's label: pass y= (B,) labels.")
+        return camkd_weights(teacher_logits, student_logits, y)
     if method in ("vit", "cnn"):
         # Convention: teacher_logits = [z_vit, z_cnn], as train.py passes them.
         return single_teacher_weights(teacher_logits, student_logits, k=0 if method == "vit" else 1)
     raise ValueError(f"unknown teacher weighting {method!r}; "
-                     "expected one of 'datw', 'uniform', 'entropy', 'vit', 'cnn'.")
+                     "expected one of 'datw', 'uniform', 'entropy', 'camkd', 'vit', 'cnn'.")
 
 
 if __name__ == "__main__":
@@ -215,3 +256,13 @@ if __name__ == "__main__":
     sweep = {t: datw_weights([z_vit, z_cnn], z_s, tau_w=t)[2, 0].item() for t in taus}
     print("  " + "  ".join(f"tau_w={t:<4}: {w_t:.2f}" for t, w_t in sweep.items()))
     print("  tau_w=1 barely reacts to an efficacy gap of 0.24; 0.03 already hands over the sample.")
+
+    # The limit in "Left out", and the label-aware baseline that closes it: a ViT sure of the
+    # wrong class and different from the student is DATW's favourite; CA-MKD reads the label.
+    y = torch.tensor([2])
+    zv, zc, zs = peak(4)[None], peak(2, 3.0)[None], peak(1)[None]  # the label is class 2
+    print("\nThe ViT is sure of class 4, the CNN less sure of class 2 (the label), the student says 1:")
+    for rule in ("datw", "entropy", "camkd"):
+        wr = teacher_weights(rule, [zv, zc], zs, y=y)[0]
+        print(f"  {rule:8s} w_vit = {wr[0]:.2f}, w_cnn = {wr[1]:.2f}")
+    print("  Only camkd reads the label, so only it hands this clip to the teacher that is right.")

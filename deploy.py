@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 
 import models
+from checkpoints import atomic_write
 
 STUDENT_INFO = "student.json"
 STUDENT_WEIGHTS = "student.pt"
@@ -73,11 +74,12 @@ def student_info(config, classes, accuracy=None):
 def write_student_info(out_dir, config, classes, accuracy=None):
     """<out_dir>/student.json (see `student_info`) -> its path."""
     path = os.path.join(out_dir, STUDENT_INFO)
-    tmp = f"{path}.tmp"  # write, then rename: never half a file beside a finished student.pt
-    with open(tmp, "w") as f:
-        json.dump(student_info(config, classes, accuracy), f, indent=1)
-    os.replace(tmp, path)
-    return path
+    info = student_info(config, classes, accuracy)
+
+    def write(tmp):  # never half a file beside a finished student.pt
+        with open(tmp, "w") as f:
+            json.dump(info, f, indent=1)
+    return atomic_write(path, write)
 
 
 # ---------------------------------------------------------------------------------- load_student

@@ -24,6 +24,15 @@ overall accuracy here is its clip_acc@1 in results.json. docs/diagnostics.md say
   epochs            DATW's w_vit on the evaluation split against the student of every epoch
                     (plumbing.fit keeps them in <run>/student_epochs/), next to the mean w_vit
                     over the training batches that the run logged (its --weighting rule's).
+  kd_view           what the KD term is given, on the training clips as the student sees them
+                    (one pass in the order of the student's first epoch, training augmentation)
+                    beside the evaluation split: each teacher's accuracy, mean max-probability
+                    and normalised entropy of softmax(z / T) at the KD temperature T, how often
+                    the two teachers disagree, how often the fused target contradicts the label
+                    (under the run's --weighting rule and uniform).
+  by_target         the evaluation videos split by "fused target right / wrong", with student_ce's
+                    and the student's accuracy on each part: does distillation lose exactly where
+                    the target contradicts the label?
 
 Top to bottom: the pure functions on logits and labels (the tests check them on hand-made
 numbers), `diagnose` (all of them -> the content of diagnostics.json), then the loader that
@@ -45,9 +54,11 @@ import plumbing
 import synthetic
 import train
 from checkpoints import load_state
-from datw import fuse_logits, teacher_weights
+from data import EvalBatch
+from datw import confidence, fuse_logits, teacher_weights
 
-RULES = ("uniform", "entropy", "datw", "vit", "cnn")  # datw.teacher_weights' rules, [ViT, CNN]
+# datw.teacher_weights' rules, teachers [ViT, CNN]; camkd reads the labels, as a training step can
+RULES = ("uniform", "entropy", "datw", "camkd", "vit", "cnn")
 TAKES = 0.9  # a teacher "takes" a video when its weight exceeds this
 
 
@@ -117,15 +128,61 @@ def mix_can_be_right(z_vit, z_cnn, y):
     return flat_ok & (lo < hi)
 
 
+def fused_target(rule, z_vit, z_cnn, z_s, y, T_c=1.0, tau_w=0.1):
+    """z_target = sum_k w_k z_k (N, C), w from datw.teacher_weights' `rule` against the student's
+    logits z_s (the rules that read it) and the labels y (camkd)."""
+    w = teacher_weights(rule, [z_vit, z_cnn], z_s, T_c=T_c, tau_w=tau_w, y=y)  # (N, 2)
+    return fuse_logits([z_vit, z_cnn], w)
+
+
 def target_accuracy(z_vit, z_cnn, z_s, y, T_c=1.0, tau_w=0.1):
     """Accuracy in % of the fused target argmax(sum_k w_k z_k) under each rule of RULES (w from
     datw.teacher_weights against the student's logits z_s), "oracle" and "oracle_mix"."""
     if not len(y):
         return None
-    out = {rule: accuracy(fuse_logits([z_vit, z_cnn], teacher_weights(
-        rule, [z_vit, z_cnn], z_s, T_c=T_c, tau_w=tau_w)), y) for rule in RULES}
+    out = {rule: accuracy(fused_target(rule, z_vit, z_cnn, z_s, y, T_c, tau_w), y) for rule in RULES}
     out["oracle"] = accuracy(fuse_logits([z_vit, z_cnn], oracle_weights(z_vit, z_cnn, y)), y)
     out["oracle_mix"] = share(mix_can_be_right(z_vit, z_cnn, y))
+    return out
+
+
+def teacher_view(z, y, T):
+    """What KD receives from one teacher over N clips -> {"accuracy" (%), "max_prob": the mean of
+    max softmax(z) (the teacher's own confidence, at temperature 1), "entropy_T": the mean of
+    H(softmax(z / T)) / log C at the KD temperature T (0 one-hot, 1 uniform), "clips": N}."""
+    if not len(y):
+        return None
+    p_max = torch.softmax(z.float(), dim=-1).amax(dim=-1)  # (N,)
+    H_T = 1.0 - confidence(z, T)  # (N,): datw's c at T_c = T is 1 - the normalised entropy
+    return {"accuracy": accuracy(z, y), "max_prob": p_max.double().mean().item(),
+            "entropy_T": H_T.double().mean().item(), "clips": len(y)}
+
+
+def kd_view(z_vit, z_cnn, z_s, y, T, rules, T_c=1.0, tau_w=0.1):
+    """What the KD term is given on N clips: each teacher's `teacher_view`, the % of clips where
+    the teachers' argmaxes differ ("disagree"), and per rule of `rules` the % of clips where the
+    fused target's argmax is not the label ("target_wrong"; w against the student's z_s)."""
+    if not len(y):
+        return None
+    def wrong(rule):  # (N,) bool: the fused target's class is not the label
+        return fused_target(rule, z_vit, z_cnn, z_s, y, T_c, tau_w).argmax(-1) != y
+    return {"vit_teacher": teacher_view(z_vit, y, T), "cnn_teacher": teacher_view(z_cnn, y, T),
+            "disagree": share(z_vit.argmax(-1) != z_cnn.argmax(-1)),
+            "target_wrong": {rule: share(wrong(rule)) for rule in rules}}
+
+
+def by_target(z_target, z_students, y):
+    """The videos split by whether the fused target's argmax is the label -> {"target_right",
+    "target_wrong": {"videos", "accuracy": {student: %}}}, and on the wrong part "follows_target":
+    {student: % of its videos where the student predicts the target's (wrong) class}.
+    z_target: (N, C); z_students: {"student_ce", "student": (N, C)} (either may be absent)."""
+    t = z_target.argmax(-1)  # (N,): the class KD pulls each video towards
+    wrong = t != y  # (N,)
+    out = {part: {"videos": int(mask.sum()),
+                  "accuracy": {m: accuracy(z[mask], y[mask]) for m, z in z_students.items()}}
+           for part, mask in (("target_right", ~wrong), ("target_wrong", wrong))}
+    out["target_wrong"]["follows_target"] = {m: share(z[wrong].argmax(-1) == t[wrong])
+                                             for m, z in z_students.items()}
     return out
 
 
@@ -140,16 +197,21 @@ def weight_stats(w_vit):
             "vit_takes": share(w > TAKES), "cnn_takes": share(1 - w > TAKES), "videos": len(w)}
 
 
-def diagnose(z, y, classes, kinds, T_c=1.0, tau_w=0.1, z_epochs=None, w_vit_train=None):
+def diagnose(z, y, classes, kinds, T_c=1.0, tau_w=0.1, z_epochs=None, w_vit_train=None, T=4.0,
+             weighting="datw", z_train=None, y_train=None):
     """Everything above -> the content of diagnostics.json.
 
     z: {"vit_teacher", "cnn_teacher", "student", and "student_ce" unless skipped: (N, C) logits};
     y: (N,) labels; kinds: class -> kind ({} for none); z_epochs: {epoch: (N, C) logits of the
-    student after that epoch}; w_vit_train: {epoch: the logged mean w_vit of its training batches}.
+    student after that epoch}; w_vit_train: {epoch: the logged mean w_vit of its training batches};
+    T: the KD temperature; weighting: the run's --weighting rule; z_train, y_train: the logits
+    {"vit_teacher", "cnn_teacher", "student": (M, C)} and labels (M,) of the training clips.
     """
     groups = video_groups(y, classes, kinds)
     z_vit, z_cnn = z["vit_teacher"], z["cnn_teacher"]
     z_epochs, w_vit_train = z_epochs or {}, w_vit_train or {}
+    rules = list(dict.fromkeys((weighting, "uniform")))  # the run's rule, and uniform beside it
+    students = {m: z[m] for m in ("student_ce", "student") if m in z}
 
     def w_vit(rule, z_s):  # (N,): the ViT's share of the target, teachers = [ViT, CNN]
         return teacher_weights(rule, [z_vit, z_cnn], z_s, T_c=T_c, tau_w=tau_w)[:, 0]
@@ -158,7 +220,7 @@ def diagnose(z, y, classes, kinds, T_c=1.0, tau_w=0.1, z_epochs=None, w_vit_trai
     no_classes = {level: groups[level] for level in ("all", "per_kind")}  # per epoch: kinds only
     return {
         "videos": len(y), "classes": list(classes), "kinds": dict(kinds),
-        "settings": {"T_c": T_c, "tau_w": tau_w, "takes": TAKES},
+        "settings": {"T_c": T_c, "tau_w": tau_w, "takes": TAKES, "T": T, "weighting": weighting},
         "accuracy": {m: breakdown(accuracy, groups, z[m], y) for m in z},
         "complementarity": breakdown(complementarity, groups, z_vit, z_cnn, y),
         "target_accuracy": breakdown(lambda *t: target_accuracy(*t, T_c=T_c, tau_w=tau_w), groups,
@@ -169,7 +231,14 @@ def diagnose(z, y, classes, kinds, T_c=1.0, tau_w=0.1, z_epochs=None, w_vit_trai
                     breakdown(weight_stats, groups, w_vit("datw", z_epochs[first]))},
         "epochs": [{"epoch": e, "w_vit_train": w_vit_train.get(e),
                     "w_vit_eval": breakdown(weight_stats, no_classes, w_vit("datw", z_epochs[e]))}
-                   for e in sorted(z_epochs)]}
+                   for e in sorted(z_epochs)],
+        "kd_view": {"rules": rules,
+                    "train": None if z_train is None else kd_view(
+                        z_train["vit_teacher"], z_train["cnn_teacher"], z_train["student"], y_train,
+                        T, rules, T_c, tau_w),
+                    "eval": kd_view(z_vit, z_cnn, z["student"], y, T, rules, T_c, tau_w)},
+        "by_target": {rule: by_target(fused_target(rule, z_vit, z_cnn, z["student"], y, T_c, tau_w),
+                                      students, y) for rule in rules}}
 
 
 # ------------------------------------------------------------------------- a finished run's models
@@ -206,6 +275,7 @@ class Run(NamedTuple):
     nets: dict  # {"vit_teacher", "cnn_teacher", "student_ce" (unless skipped), "student": (model, spec)}
     epochs: dict  # {epoch: the student after that epoch} (absent in runs made before they were kept)
     loader: DataLoader  # the evaluation split's (plumbing.eval_loader)
+    train_loader: DataLoader  # the training split's, as the student's first epoch draws it
     results: dict  # results.json
     teacher_history: dict  # {"vit_teacher", "cnn_teacher": their fine-tuning history rows}
 
@@ -214,7 +284,8 @@ def load_run(run_dir, workers=None, device="cpu"):
     """A finished run rebuilt from run_dir (frozen models on `device`) -> Run."""
     redo = f"run `python train.py --out {run_dir}` (with the run's flags) to the end"
     args = train.get_args_parser().parse_args([])
-    vars(args).update(read_json(os.path.join(run_dir, "config.json"), redo))
+    # (today's names: a run made before flags were renamed holds the old ones)
+    vars(args).update(plumbing.current_names(read_json(os.path.join(run_dir, "config.json"), redo)))
     results = read_json(os.path.join(run_dir, "results.json"), redo)
     args.workers = plumbing.default_workers(device) if workers is None else workers
     args.device = device
@@ -222,7 +293,7 @@ def load_run(run_dir, workers=None, device="cpu"):
     train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
     classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
     nets, history = {}, {}
-    for role in ("vit", "cnn"):
+    for role in plumbing.TEACHERS:
         nets[f"{role}_teacher"], history[f"{role}_teacher"] = load_teacher(
             args, role, preset[f"{role}_teacher"], len(classes), root, len(train_set))
     student = lambda: models.build_model(preset["student"], len(classes))
@@ -240,23 +311,32 @@ def load_run(run_dir, workers=None, device="cpu"):
     specs = {m: models.input_spec(preset["student" if m.startswith("student") else m]) for m in nets}
     nets = {m: (train.frozen(net.to(device)), specs[m]) for m, net in nets.items()}
     epochs = {e: train.frozen(net.to(device)) for e, net in epochs.items()}
-    return Run(args, classes, nets, epochs, plumbing.eval_loader(eval_set, args), results, history)
+    # The training clips as the distilled student's first epoch draws them: the same seeded order
+    # (plumbing.fit's key) and training augmentation; main seeds the augmentation like fit does.
+    train_loader = plumbing.train_loader(train_set, args, (args.seed, "student", 0))
+    return Run(args, classes, nets, epochs, plumbing.eval_loader(eval_set, args), train_loader, results,
+               history)
 
 
 @torch.no_grad()
-def collect_logits(nets, loader, view, device):
-    """One pass over the evaluation split -> ({name: (N, C) float32 logits of view `view`}, (N,)
-    labels). nets: {name: (model, input spec)}; undecodable videos are left out, as in evaluate."""
+def collect_logits(nets, loader, view, device, desc="diagnostics"):
+    """One pass over a split -> ({name: (N, C) float32 logits}, (N,) labels). nets: {name: (model,
+    input spec)}. An evaluation loader: the view `view` of each video, undecodable videos left out
+    as in evaluate; a training loader ((clips, labels) batches): its one augmented clip per video."""
     z, labels = {name: [] for name in nets}, []
-    for batch in tqdm(loader, desc="diagnostics", leave=False):
-        if batch.clips is None:  # every video of this batch failed to decode
-            continue
-        # One view per video comes as (B, 3, L, H, W): -> (B, 1, 3, L, H, W) like several.
-        views = batch.clips if batch.clips.dim() == 6 else batch.clips[:, None]
-        clip = views[:, view].to(device)  # (B, V, 3, L, H, W) -> (B, 3, L, H, W): the scored view
+    for batch in tqdm(loader, desc=desc, leave=False):
+        if isinstance(batch, EvalBatch):
+            if batch.clips is None:  # every video of this batch failed to decode
+                continue
+            # One view per video comes as (B, 3, L, H, W): -> (B, 1, 3, L, H, W) like several.
+            views = batch.clips if batch.clips.dim() == 6 else batch.clips[:, None]
+            clip, y = views[:, view], batch.labels  # (B, V, 3, L, H, W) -> (B, 3, L, H, W): scored view
+        else:
+            clip, y = batch  # a training batch: (B, 3, L, H, W), (B,)
+        clip = clip.to(device)
         for name, (model, spec) in nets.items():
             z[name].append(model(models.adapt_input(clip, spec)).float().cpu())  # (B, C)
-        labels.append(batch.labels)
+        labels.append(y)
     return {name: torch.cat(zs) for name, zs in z.items()}, torch.cat(labels)
 
 
@@ -311,6 +391,37 @@ def print_tables(out):
                     ["epoch", *(label for _, label, _ in groups), "train"],
                     [[str(r["epoch"]), *(fmt(at(r["w_vit_eval"], row, "mean"), 2) for row, _, _ in groups),
                       fmt(r["w_vit_train"], 2)] for r in out["epochs"]])
+    print_kd_view(out)
+
+
+def print_kd_view(out):
+    """What KD is given, training clips beside the evaluation split; then the evaluation videos
+    split by whether the fused target is right."""
+    kd, T = out["kd_view"], out["settings"]["T"]
+    splits = [sp for sp in ("train", "eval") if kd[sp] is not None]
+
+    def row(label, pick, digits=1):  # one quantity, one column per split
+        return [label, *(fmt(pick(kd[sp]), digits) for sp in splits)]
+    quantities = (("accuracy", "accuracy (%)", 1), ("max_prob", "mean max-probability", 3),
+                  ("entropy_T", f"entropy of softmax(z/{T:g}) / log C", 3))
+    rows = [row(f"{who} {label}", lambda v, t=f"{role}_teacher", k=key: v[t][k], digits)
+            for role, who in (("vit", "ViT"), ("cnn", "CNN")) for key, label, digits in quantities]
+    rows.append(row("teachers disagree (% of clips)", lambda v: v["disagree"]))
+    rows += [row(f"fused target contradicts the label, {rule} (%)", lambda v, r=rule: v["target_wrong"][r])
+             for rule in kd["rules"]]
+    print_table("what KD is given: the training clips (the student's first-epoch batches, training "
+                "augmentation) and the evaluation split (centred view)",
+                ["", *(f"{sp} ({kd[sp]['vit_teacher']['clips']} clips)" for sp in splits)], rows)
+    for rule, parts in out["by_target"].items():
+        students = list(parts["target_right"]["accuracy"])
+        follows = parts["target_wrong"]["follows_target"]
+        print_table(f"evaluation videos by the fused target ({rule}): clip_acc@1 (%) of each student; "
+                    "on the wrong part, % of videos where it predicts the target's class",
+                    ["fused target", "videos", *students, *(f"{m} follows" for m in students)],
+                    [[part.replace("target_", ""), str(p["videos"]),
+                      *(fmt(p["accuracy"][m]) for m in students),
+                      *(fmt(follows[m]) if part == "target_wrong" else "" for m in students)]
+                     for part, p in parts.items()])
 
 
 # ------------------------------------------------------------------------------------------- main
@@ -331,13 +442,18 @@ def main(argv=None):
     view = (args.eval_clips // 2) * args.eval_crops + args.eval_crops // 2
     z, y = collect_logits({**nets, **{e: (m, nets["student"][1]) for e, m in epochs.items()}},
                           run.loader, view, a.device)
+    # The training clips through the teachers (the KD targets the student was given) and the final
+    # student (the rules that read a student); augmentation seeded as plumbing.fit seeds epoch 1.
+    plumbing.seed_everything(args.seed, "student", 0, "rng")
+    z_train, y_train = collect_logits({m: nets[m] for m in ("vit_teacher", "cnn_teacher", "student")},
+                                      run.train_loader, None, a.device, desc="diagnostics, training clips")
     kinds = ({c: synthetic.SYNTHETIC_ACTIONS[c][0] for c in run.classes
               if c in synthetic.SYNTHETIC_ACTIONS} if args.dataset == "synthetic" else {})
     w_vit_train = {r["epoch"]: r.get("w_vit") for r in run.results["history"].get("student", [])}
     out = diagnose({m: z[m] for m in nets}, y, run.classes, kinds, T_c=args.T_c, tau_w=args.tau_w,
-                   z_epochs={e: z[e] for e in epochs}, w_vit_train=w_vit_train)
+                   z_epochs={e: z[e] for e in epochs}, w_vit_train=w_vit_train, T=args.T,
+                   weighting=args.weighting, z_train=z_train, y_train=y_train)
     out.update(run=a.run_dir, view=view, teacher_history=run.teacher_history)
-    out["settings"]["weighting"] = args.weighting  # the rule the run trained with (its w_vit_train)
     path = os.path.join(a.run_dir, "diagnostics.json")
     with open(path, "w") as f:
         json.dump(out, f, indent=1)

@@ -278,19 +278,22 @@ def freeze_below_top(model: nn.Module, name: str) -> int:
 # frames, size x size); each model's adapter derives its own input from it.
 PRESETS = {
     # CPU default: the real architecture classes at toy sizes; every model takes the whole clip.
-    # teacher_finetune: what a pretrained (CNN, ViT) teacher fine-tunes, "all" or its "top"
-    # (`TOP_LAYERS`). Tiny: the ViT only its top, because that step is much cheaper and on
-    # validation it ended higher than fine-tuning all of it; the CNN's top alone ended lower, so
-    # the CNN fine-tunes all (RESULTS.md, "How the benchmark's fixed settings were chosen").
+    # teacher_finetune: what each pretrained teacher fine-tunes, "all" or its "top" (`TOP_LAYERS`),
+    # chosen on validation (RESULTS.md, "How the benchmark's fixed settings were chosen"): the
+    # ViT only its top, a much cheaper step that ended higher than fine-tuning all of it; the CNN
+    # all of it, as its top alone ended lower.
     "tiny": dict(vit_teacher="mvit_tiny", cnn_teacher="x3d_m_tiny", student="x3d_s_tiny",
-                 clip=dict(num_frames=8, frame_stride=2, size=32), teacher_finetune=("all", "top")),
+                 clip=dict(num_frames=8, frame_stride=2, size=32),
+                 teacher_finetune={"vit": "top", "cnn": "all"}),
     # The paper's models at their native inputs: MViTv2-S 16x224, X3D-M 16x224, X3D-S 13x160
     # (the adapter picks 13 of the 16 frames and resizes 224 -> 160). Stride 4 = MViTv2-S's 16x4.
     "paper": dict(vit_teacher="mvit_v2_s", cnn_teacher="x3d_m", student="x3d_s",
-                  clip=dict(num_frames=16, frame_stride=4, size=224), teacher_finetune=("all", "all")),
+                  clip=dict(num_frames=16, frame_stride=4, size=224),
+                  teacher_finetune={"vit": "all", "cnn": "all"}),
     # Every model's Kinetics-400 weights from torchvision (the 3D ResNets resize 224 -> 112).
     "torchvision": dict(vit_teacher="mvit_v2_s", cnn_teacher="r2plus1d_18", student="mc3_18",
-                        clip=dict(num_frames=16, frame_stride=4, size=224), teacher_finetune=("all", "all")),
+                        clip=dict(num_frames=16, frame_stride=4, size=224),
+                        teacher_finetune={"vit": "all", "cnn": "all"}),
 }
 
 

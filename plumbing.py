@@ -8,7 +8,9 @@ resumable. train.py reads as the method and calls these helpers; what a run repo
   processes      `setup_distributed`, `is_main`, `log`, `sum_over_ranks`: torchrun sets RANK /
                  WORLD_SIZE; rank 0 writes every file and prints every line.
   settings       `resolve_defaults` (the teacher schedule --teacher-init implies), `timed`
-                 (a stage's wall time for the report), the --help formatter.
+                 (a stage's wall time for the report), the --help formatter; renamed settings
+                 (`RenamedFlag` for a flag's earlier name, `current_names` for a config saved
+                 under them), so that runs made before a rename still read and resume.
   seeds          `seed_of(*keys)` turns e.g. (seed, "student", epoch) into a stable 32-bit seed,
                  `seed_everything(*keys)` seeds Python, NumPy and torch with it. Every epoch
                  starts from such a state, so shuffling, augmentation and dropout of an epoch
@@ -16,11 +18,12 @@ resumable. train.py reads as the method and calls these helpers; what a run repo
   loaders        `train_loader` (shuffled by a generator seeded per epoch; DataLoader workers
                  draw their crops from their own seeded streams) and `eval_loader` (each rank
                  takes a disjoint share of the videos, no padding).
-  one stage      `fit`: the epochs of one model (teacher fine-tuning, student_ce, student) with
-                 the lr schedule, per-epoch evaluation, logging, checkpoints and resume; the
-                 step itself (`train_one_epoch`) and `evaluate` are train.py's, passed in.
-                 The distilled student of every epoch is kept (`student_epoch_path`) for
-                 diagnostics.py.
+  one stage      `fit`: the epochs of one model (a teacher's fine-tuning, student_ce, student)
+                 with the lr schedule, evaluation, logging, checkpoints and resume; the step
+                 itself (`train_one_epoch`) and `evaluate` are train.py's, passed in, and so is
+                 what differs between stages: which random streams the epochs draw from
+                 (`data_key`: the two student stages share theirs) and whether every epoch's
+                 model is kept (`keep_epochs`, `student_epoch_path`: for diagnostics.py).
   checkpoints    `atomic_save` (write, then rename: never a half-written file), `run_key(args)`
                  (the settings a checkpoint must share with the run that resumes it),
                  `save_checkpoint` / `restore_checkpoint` (everything an epoch boundary needs).
@@ -41,13 +44,15 @@ import json
 import math
 import os
 import random
+import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Subset
 
 import checkpoints
 import data
@@ -56,23 +61,31 @@ import synthetic
 
 # Bump when the teacher training code changes: it invalidates every cached teacher.
 TEACHER_RECIPE_VERSION = 5
-# Teacher epochs when --teacher-epochs / --vit-teacher-epochs are not given: (CNN, ViT) by
-# --teacher-init, tuned on validation (3 seeds each) on the 40 training videos per class of the
-# default set: fewer epochs left the teachers less accurate (RESULTS.md, "How the benchmark's
-# fixed settings were chosen"). From scratch a ViT needs the most.
-TEACHER_EPOCHS = {"pretrained": (20, 30), "scratch": (12, 30)}
-TEACHER_LR = {"pretrained": (4e-3, 2e-3), "scratch": (2e-3, 1e-3)}
+TEACHERS = ("vit", "cnn")  # the two teachers' roles: the keys of every per-teacher table
+# Each teacher's epochs and peak learning rate when --vit/--cnn-teacher-epochs and -lr are not
+# given, by --teacher-init; chosen on validation (RESULTS.md, "How the benchmark's fixed settings
+# were chosen"): fewer epochs left the teachers less accurate. From scratch the ViT needs the
+# most epochs, having the least inductive bias to learn from a small training split.
+TEACHER_EPOCHS = {"vit": {"pretrained": 30, "scratch": 30}, "cnn": {"pretrained": 20, "scratch": 12}}
+TEACHER_LR = {"vit": {"pretrained": 2e-3, "scratch": 1e-3}, "cnn": {"pretrained": 4e-3, "scratch": 2e-3}}
 # Student peak learning rate (both student stages) by --student-init, tuned on validation for
 # each init and for the CE-only student (its best is the distilled student's best too): a
 # student from random weights needs a larger step than one fine-tuned from the zoo.
 STUDENT_LR = {"pretrained": 2e-3, "scratch": 8e-3}
 # On a CPU with few cores the model already keeps every core busy: loader processes would only
-# take cores from torch's threads and slow the training step down (measured on 2 cores). With
-# more cores, or on a GPU, two workers decode while the model computes.
+# take cores from torch's threads and slow the training step down (RESULTS.md, "Timings behind
+# the code's comments"). With more cores, or on a GPU, two workers decode while the model computes.
 WORKERS_HELP = "(default: 0 on a CPU with at most 4 cores, else 2)"
 # Settings that never change a run's numbers: a checkpoint written with others still fits
 # (--pretrained-dir only says where the same published files lie).
 NOT_IN_RUN_KEY = ("resume", "workers", "device", "preload", "pretrained_dir", "check_weights")
+# Settings renamed since runs were first recorded, old name -> today's: the config.json and
+# checkpoints of earlier runs hold the old names (which always meant the CNN teacher's).
+RENAMED_SETTINGS = {"teacher_epochs": "cnn_teacher_epochs", "teacher_lr": "cnn_teacher_lr",
+                    "teacher_finetune": "cnn_teacher_finetune"}
+# Checkpoint files of runs started before the teacher stages took the names results.json gives
+# them (--resume still reads them): today's file name -> the earlier one.
+OLD_CHECKPOINT_NAMES = {f"ckpt_{role}_teacher.pt": f"ckpt_teacher_{role}.pt" for role in TEACHERS}
 
 
 # ----------------------------------------------------------------------------------- processes
@@ -120,10 +133,33 @@ def seed_everything(*keys):
 
 
 # ------------------------------------------------------------------------------------ settings
-def by_init(table, i=None):
-    """Help text: the default (entry i of a (CNN, ViT) pair) of a by-init table for each init."""
-    value = {init: v if i is None else v[i] for init, v in table.items()}
-    return f"(default: {value['pretrained']:g} to fine-tune, {value['scratch']:g} from scratch)"
+def defaults_help(table):
+    """Help text: the defaults of a {"pretrained": value, "scratch": value} table."""
+    return f"(default: {table['pretrained']:g} to fine-tune, {table['scratch']:g} from scratch)"
+
+
+class RenamedFlag(argparse.Action):
+    """A flag's earlier name: sets what the flag `new` sets, says once that it is renamed, and
+    stays out of --help."""
+
+    told = set()  # the old names already reported in this process (ablate.py parses often)
+
+    def __init__(self, option_strings, dest, new, **kwargs):
+        kwargs.update(default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        super().__init__(option_strings, new.lstrip("-").replace("-", "_"), **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string not in RenamedFlag.told:
+            RenamedFlag.told.add(option_string)
+            print(f"note: {option_string} is now {self.new} (the old name still works)", file=sys.stderr,
+                  flush=True)
+        setattr(namespace, self.dest, values)
+
+
+def current_names(config):
+    """A run's saved settings (config.json, a checkpoint's) under today's names."""
+    return {RENAMED_SETTINGS.get(k, k): v for k, v in config.items()}
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -147,19 +183,23 @@ def default_workers(device):
 
 
 def resolve_defaults(args):
-    """Fill the teacher epochs, learning rates and fine-tuned parts that --teacher-init (and the
-    preset) imply, the student learning rate --student-init implies, the loader workers the
-    machine implies and --preload, and clamp every stage to 2 epochs under --dry-run; the resolved
-    values are what config.json and the cache keys record."""
-    for table, cnn_key, vit_key in ((TEACHER_EPOCHS, "teacher_epochs", "vit_teacher_epochs"),
-                                    (TEACHER_LR, "teacher_lr", "vit_teacher_lr")):
-        for key, value in zip((cnn_key, vit_key), table[args.teacher_init]):
+    """Refuse an unknown preset and contradictory flags; fill the teacher epochs, learning rates
+    and fine-tuned parts that --teacher-init (and the preset) imply, the student learning rate
+    --student-init implies, the loader workers the machine implies and --preload, and clamp every
+    stage to 2 epochs under --dry-run. The resolved values are what config.json and the cache
+    keys record."""
+    if args.preset not in models.PRESETS:
+        raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
+    if args.skip_student and args.skip_student_ce:
+        raise SystemExit("--skip-student with --skip-student-ce leaves no student to train; drop one")
+    for role in TEACHERS:
+        for key, table in ((f"{role}_teacher_epochs", TEACHER_EPOCHS), (f"{role}_teacher_lr", TEACHER_LR)):
             if getattr(args, key) is None:
-                setattr(args, key, value)
-    finetune = models.PRESETS[args.preset]["teacher_finetune"]  # (CNN, ViT)
-    for key, value in zip(("teacher_finetune", "vit_teacher_finetune"), finetune):
+                setattr(args, key, table[role][args.teacher_init])
+        key = f"{role}_teacher_finetune"
         if getattr(args, key) is None:  # the preset's choice; from random weights there is no top
-            setattr(args, key, "all" if args.teacher_init == "scratch" else value)
+            preset_choice = models.PRESETS[args.preset]["teacher_finetune"][role]
+            setattr(args, key, "all" if args.teacher_init == "scratch" else preset_choice)
         if getattr(args, key) == "top" and args.teacher_init == "scratch":
             flag = "--" + key.replace("_", "-")
             raise SystemExit(f"{flag} top keeps the pretrained layers below the top; with --teacher-init "
@@ -171,7 +211,7 @@ def resolve_defaults(args):
     if args.workers is None:
         args.workers = default_workers(args.device)
     if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
-        for k in ("epochs", "teacher_epochs", "vit_teacher_epochs"):
+        for k in ("epochs", "vit_teacher_epochs", "cnn_teacher_epochs"):
             setattr(args, k, min(getattr(args, k), 2))
 
 
@@ -209,6 +249,12 @@ def build_datasets(args, clip):
         n_val = int(round(args.val_fraction * len(train_set)))
         eval_set, train_set = Subset(eval_set, order[:n_val].tolist()), Subset(train_set, order[n_val:].tolist())
     return train_set, eval_set, root
+
+
+class Splits(NamedTuple):
+    """The data a stage trains and evaluates on."""
+    train_set: Dataset  # the training videos: `fit` builds each epoch's loader from it (`train_loader`)
+    eval_loader: DataLoader  # the evaluation videos' loader (`eval_loader`): the same every epoch
 
 
 def check_videos(*datasets):
@@ -314,16 +360,21 @@ def eval_loader(eval_set, args):
 
 # ---------------------------------------------------------------------------------- checkpoints
 def atomic_save(obj, path):
-    """Write to a temporary file, then rename: an interruption never leaves a half-written file."""
-    tmp = f"{path}.tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through checkpoints.atomic_write: an interruption never leaves half a file."""
+    checkpoints.atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def run_key(args):
-    """A hash of every setting that changes a run's numbers (not --resume, --workers, --device)."""
-    settings = {k: v for k, v in vars(args).items() if k not in NOT_IN_RUN_KEY}
+def run_key(args, names=None):
+    """A hash of every setting that changes a run's numbers (not --resume, --workers, --device);
+    `names`: {today's name: the name to hash it under} (default: today's names)."""
+    settings = {(names or {}).get(k, k): v for k, v in vars(args).items() if k not in NOT_IN_RUN_KEY}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_keys(args):
+    """The keys a checkpoint this run may continue carries: today's, and the one the same
+    settings had under their names before RENAMED_SETTINGS (a run started then)."""
+    return {run_key(args), run_key(args, {new: old for old, new in RENAMED_SETTINGS.items()})}
 
 
 def adamw_warmup_cosine(net, lr, args, steps_per_epoch, epochs):
@@ -348,14 +399,29 @@ def save_checkpoint(path, args, net, optimizer, scheduler, scaler, state):
                  "state": state, "config": {"key": run_key(args), **vars(args)}}, path)
 
 
+def existing_checkpoint(path):
+    """`path`, or the file a run started before the teacher stages were renamed wrote in its
+    place (OLD_CHECKPOINT_NAMES), or None when neither exists."""
+    folder, name = os.path.split(path)
+    old = os.path.join(folder, OLD_CHECKPOINT_NAMES[name]) if name in OLD_CHECKPOINT_NAMES else None
+    return next((p for p in (path, old) if p and os.path.exists(p)), None)
+
+
 def restore_checkpoint(path, args, net, optimizer, scheduler, scaler):
     """Load `path` into the given objects -> the saved training state, or None if no file."""
-    if not os.path.exists(path):
+    found = existing_checkpoint(path)
+    if found is None:
         return None
-    ck = torch.load(path, map_location="cpu", weights_only=False)  # ours: written by this file
-    if ck["config"]["key"] != run_key(args):
-        raise SystemExit(f"{path} was written by a run with other settings; use another --out "
+    ck = torch.load(found, map_location="cpu", weights_only=False)  # ours: written by this file
+    if ck["config"]["key"] not in run_keys(args):
+        saved = current_names(ck["config"])
+        differ = [f"--{k.replace('_', '-')}: {saved.get(k, '(none)')!r} there, {v!r} now"
+                  for k, v in sorted(vars(args).items()) if k not in NOT_IN_RUN_KEY and saved.get(k) != v]
+        detail = f" ({'; '.join(differ[:3])})" if differ else ""
+        raise SystemExit(f"{found} was written by a run with other settings{detail}; use another --out "
                          "or drop --resume")
+    if found != path:
+        log(f"--resume: reading {found}, the earlier name of {os.path.basename(path)}")
     net.load_state_dict(ck["net"]), optimizer.load_state_dict(ck["optimizer"])
     scheduler.load_state_dict(ck["scheduler"]), scaler.load_state_dict(ck["scaler"])
     return ck["state"]
@@ -372,42 +438,45 @@ def dry_run_steps(args):
 
 def student_epoch_path(out, epoch):
     """<out>/student_epochs/epoch_XX.pt: the plain student after `epoch` (1-based), which `fit`
-    keeps for every epoch of the "student" stage (the deployable model, no SDD head)."""
+    keeps for every epoch of the distillation stage (the deployable model, no SDD head)."""
     return os.path.join(out, "student_epochs", f"epoch_{epoch:02d}.pt")
 
 
-def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate, teachers=None,
-        eval_model=None, ckpt_path=None):
-    """Train `net` for `epochs` epochs of train.py's `train_one_epoch`, evaluating `eval_model`
-    (default: `net`) with its `evaluate` after each, checkpointing every epoch and resuming
-    (--resume) from the last one. -> {"last": metrics, "best": metrics, "history": [rows]}."""
+def fit(stage, net, splits, args, spec, epochs, lr, *, train_one_epoch, evaluate, data_key,
+        teachers=None, eval_model=None, keep_epochs=False):
+    """Train `net` (its input: `spec`) for `epochs` epochs of train.py's `train_one_epoch`,
+    evaluating `eval_model` (default: `net`) with its `evaluate`, with a checkpoint after every
+    epoch in <out>/ckpt_<stage>.pt that --resume continues from.
+    -> {"last": metrics, "best": metrics, "history": [rows]}.
+
+    data_key names the random streams of each epoch (the order of the batches, augmentation,
+    dropout): stages given the same key see the same data. keep_epochs: also keep the evaluated
+    model of every epoch (`student_epoch_path`)."""
     max_steps = dry_run_steps(args)
-    steps = max_steps or len(loaders["train_set"]) // world_size() // args.batch_size
+    steps = max_steps or len(splits.train_set) // world_size() // args.batch_size
     optimizer, scheduler = adamw_warmup_cosine(net, lr, args, steps_per_epoch=steps, epochs=epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=args.amp and args.device.startswith("cuda"))
     ddp = nn.parallel.DistributedDataParallel(net) if dist.is_initialized() else net
+    eval_model, ckpt_path = eval_model or net, os.path.join(args.out, f"ckpt_{stage}.pt")
     state = {"epoch": 0, "history": [], "best": None}
-    if args.resume and ckpt_path:
+    if args.resume:
         state = restore_checkpoint(ckpt_path, args, net, optimizer, scheduler, scaler) or state
         if state["epoch"]:
             log(f"[{stage}] resumed after epoch {state['epoch']}")
     for epoch in range(state["epoch"], epochs):
         t0 = time.time()
-        # Both student stages draw the same batches and augmentations (a paired comparison).
-        data_key = "student" if stage.startswith("student") else stage
-        loader = train_loader(loaders["train_set"], args, (args.seed, data_key, epoch))
+        loader = train_loader(splits.train_set, args, (args.seed, data_key, epoch))
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
         seed_everything(args.seed, data_key, epoch, "rng")  # augmentation/dropout of this epoch
-        train_stats = train_one_epoch(ddp, loader, optimizer, scheduler, scaler, args, spec_s, teachers,
+        train_stats = train_one_epoch(ddp, loader, optimizer, scheduler, scaler, args, spec, teachers,
                                       epoch, max_steps, desc=f"{stage} {epoch + 1}/{epochs}")
         # Evaluating every view of the evaluation split after every epoch would cost each stage
         # one more pass over the data per epoch; by default only the last epoch is evaluated
         # (the reported numbers), --eval-every 1 gives the per-epoch accuracy curves.
         metrics = {}
         if epoch + 1 == epochs or (args.eval_every and (epoch + 1) % args.eval_every == 0):
-            metrics = evaluate(eval_model or net, loaders["eval"], spec_s, args, max_steps,
-                               desc=f"{stage} eval")
+            metrics = evaluate(eval_model, splits.eval_loader, spec, args, max_steps, desc=f"{stage} eval")
         row = {"stage": stage, "epoch": epoch + 1, **train_stats, **metrics,
                "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 2)}
         state["history"].append(row)
@@ -416,12 +485,12 @@ def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate
         state["epoch"] = epoch + 1
         log(f"[{stage}] epoch {epoch + 1}/{epochs} " + " ".join(
             f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float)))
-        if is_main() and ckpt_path:
+        if is_main():
             save_checkpoint(ckpt_path, args, net, optimizer, scheduler, scaler, state)
-        if is_main() and stage == "student":  # diagnostics.py follows DATW's weights over epochs
+        if is_main() and keep_epochs:
             path = student_epoch_path(args.out, epoch + 1)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            atomic_save((eval_model or net).state_dict(), path)
+            atomic_save(eval_model.state_dict(), path)
     return {"last": state["history"][-1] if state["history"] else {}, "best": state["best"],
             "history": state["history"]}
 
@@ -430,17 +499,14 @@ def fit(stage, net, loaders, args, spec_s, epochs, lr, train_one_epoch, evaluate
 def teacher_recipe(args, role):
     """A teacher's own schedule: epochs, peak lr, what it fine-tunes (the other teacher's settings
     are not in its cache key: a new ViT schedule does not retrain the CNN)."""
-    vit = role == "vit"
-    return dict(epochs=args.vit_teacher_epochs if vit else args.teacher_epochs,
-                lr=args.vit_teacher_lr if vit else args.teacher_lr,
-                finetune=args.vit_teacher_finetune if vit else args.teacher_finetune)
+    return {part: getattr(args, f"{role}_teacher_{part}") for part in ("epochs", "lr", "finetune")}
 
 
 def teacher_cache_key(args, role, name, root, n_train):
     """Everything that changes a trained teacher; a different value -> a different cache entry."""
     recipe = teacher_recipe(args, role)
     fields = dict(v=TEACHER_RECIPE_VERSION, role=role, model=name, dataset=args.dataset,
-                  root=os.path.abspath(root), split=args.split, n_train=n_train,
+                  root=os.path.realpath(root), split=args.split, n_train=n_train,
                   synthetic=(args.synthetic_videos_per_class, args.data_seed), preset=args.preset,
                   init=args.teacher_init, **recipe,
                   top=models.TOP_LAYERS.get(name) if recipe["finetune"] == "top" else None,
@@ -474,7 +540,7 @@ class TeacherCache:
         """Load the cached weights into `model` -> True, or False when there are none."""
         if not os.path.exists(self.path):
             return False
-        log(f"[teacher {self.role}] reusing {self.path}")
+        log(f"[{self.role}_teacher] reusing {self.path}")
         ck = torch.load(self.path, map_location="cpu", weights_only=False)  # ours, keyed: it fits
         model.load_state_dict(ck["model"])
         self.metrics = ck["metrics"]

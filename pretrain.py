@@ -99,14 +99,15 @@ def pretrain(name, args, argv):
         "--warmup-epochs", str(r["warmup_epochs"]), "--clip-grad", str(r["clip_grad"]),
         "--workers", str(args.workers), "--device", args.device, "--eval-clips", "1",
         "--out", args.work_dir] + (["--resume"] if args.resume else []) + (["--dry-run"] if args.quick else []))
-    loaders = {"train_set": train_set, "eval": plumbing.eval_loader(eval_set, targs)}
+    splits = plumbing.Splits(train_set, plumbing.eval_loader(eval_set, targs))
     plumbing.seed_everything(r["seed"], "pretrain", name, "init")
     model = models.build_model(name, len(train_set.classes)).to(args.device)
     os.makedirs(args.work_dir, exist_ok=True)
     t0 = time.time()
-    metrics = plumbing.fit(f"pretrain_{name}", model, loaders, targs, models.input_spec(name), r["epochs"],
-                           r["lr"], train.train_one_epoch, train.evaluate,
-                           ckpt_path=os.path.join(args.work_dir, f"ckpt_{name}.pt"))
+    # the stage is named by the model (its checkpoint: <work-dir>/ckpt_<model>.pt)
+    metrics = plumbing.fit(name, model, splits, targs, models.input_spec(name), r["epochs"], r["lr"],
+                           train_one_epoch=train.train_one_epoch, evaluate=train.evaluate,
+                           data_key=f"pretrain_{name}")
     seconds = time.time() - t0
     os.makedirs(args.out, exist_ok=True)
     half = {k: v.half() if v.is_floating_point() else v for k, v in model.cpu().state_dict().items()}

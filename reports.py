@@ -20,6 +20,7 @@ import torch
 
 import deploy
 import models
+from checkpoints import atomic_write
 from plumbing import atomic_save
 
 
@@ -156,7 +157,9 @@ def write_section(path, name, body):
             text = f.read()
     text = replace_section(text, name, body)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"  # write then rename: an interruption never leaves half a file
-    with open(tmp, "w") as f:
+    atomic_write(path, lambda tmp: write_text(tmp, text))
+
+
+def write_text(path, text):
+    with open(path, "w") as f:
         f.write(text)
-    os.replace(tmp, path)

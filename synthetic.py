@@ -17,14 +17,16 @@ Design intent: a small CNN pooling local motion features should find the relatio
 global attention easier (whether the tiny teachers split that way is measured, not assumed).
 
 Top to bottom: the class table `SYNTHETIC_ACTIONS`, the geometry of one video
-(`synthetic_layout`), its pixels (`synthetic_video`), the AVI writer (`write_video`), the split
-files, `make_synthetic_hmdb51` (deterministic in its seed; its docstring lists the difficulty
-knobs) and `ensure_synthetic_hmdb51` (write once, rewrite when the settings differ).
+(`synthetic_layout`, one motion function per primitive in `MOTIONS`), its pixels
+(`synthetic_video`), the AVI writer (`write_video`), the split files, `make_synthetic_hmdb51`
+(deterministic in its seed; its docstring lists the difficulty knobs) and
+`ensure_synthetic_hmdb51` (write once, rewrite when the settings differ).
 `python synthetic.py [folder]` writes a small set, prints its classes and reads it back.
 """
 import argparse
 import concurrent.futures
 import contextlib
+import functools
 import inspect
 import json
 import math
@@ -32,6 +34,7 @@ import os
 import shutil
 import tempfile
 import time
+from typing import NamedTuple
 
 import av
 import numpy as np
@@ -47,8 +50,8 @@ from data import SPLIT_DIRNAME
 #   axis and the swing's phase *relative to the other disc*, which is far away (at least
 #   min_distance of the frame). A small CNN that pools local motion features cannot tell these
 #   classes apart within a group; attention over the whole frame can.
-# Why swings and not straight paths: a straight path fast enough to dominate the noise (about 2 px
-# per clip frame, as a first probe found) leaves a 48-px frame within one clip; a swing stays put.
+# Why swings and not straight paths: a straight path fast enough to stand out from the noise
+# leaves a small frame within one clip; a swing stays put.
 # All classes are invariant to a horizontal flip (a flip mirrors the line joining the discs about
 # the vertical, which is the same range of tilts seen from the other disc, and which disc acts is
 # random), so flip augmentation never changes a label; none is defined by the direction of time.
@@ -88,6 +91,95 @@ def _unit(angle):
     return np.array([math.cos(angle), math.sin(angle)], np.float32)
 
 
+class Draw(NamedTuple):
+    """One attempt's draws that every motion shares (lengths in pixels, periods in frames)."""
+    t: np.ndarray  # (L,) frame index
+    u: np.ndarray  # (2,) unit vector along the line from disc 0 to disc 1
+    n: np.ndarray  # (2,) unit vector across that line
+    A: float  # swing amplitude
+    wave: np.ndarray  # (L,) sin of the swing's phase
+    swing: np.ndarray  # (L, 1) signed offset along an axis
+    gap: float  # distance between the discs' centers at rest
+    period: tuple  # range of swing periods (orbit's speed is drawn from it)
+
+
+# The motion of each primitive: what disc 0 (the actor) does, and disc 1 for the relational
+# ones, written into centers p (2, L, xy), radii r (2, L) and opacities alpha (2, L). Motions that
+# need more randomness draw it from `rng`, in the order they are written here.
+def _pulse(d, p, r, alpha, rng):
+    r[0] *= 1 + 0.35 * d.wave
+
+
+def _blink(d, p, r, alpha, rng):
+    alpha[0] = 0.5 * (1 + d.wave)
+
+
+def _orbit(d, p, r, alpha, rng):
+    turns = rng.choice([-1.0, 1.0]) * d.t / rng.uniform(d.period[0] + 2, d.period[1] + 2)
+    angle = 2 * math.pi * turns + rng.uniform(0, 2 * math.pi)
+    p[0] = 1.2 * d.A * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+
+
+def _bounce(d, p, r, alpha, rng):
+    p[0] = np.abs(d.swing) * d.n  # |A sin|: out and back along n, turning sharply at 0
+
+
+def _zigzag(d, p, r, alpha, rng):
+    drift = rng.uniform(2.0, 3.0) * d.A * d.t / max(len(d.t) - 1, 1)
+    p[0] = np.outer(drift, d.u) + d.swing * d.n
+
+
+def _swing_pair(axis, phase, d, p, r, alpha, rng):
+    """Relational: disc 0 swings `axis` ("along" or "across") the line to disc 1, which rests at
+    `gap` along u and keeps still (phase 0), swings in opposite phase (-1) or in step (+1)."""
+    a = d.u if axis == "along" else d.n
+    p[0] = d.swing * a
+    p[1] = d.gap * d.u
+    if phase < 0:
+        p[1] -= d.swing * a
+    elif phase > 0:
+        p[1] += d.swing * a
+
+
+MOTIONS = {
+    "pulse": _pulse, "blink": _blink, "orbit": _orbit, "bounce": _bounce, "zigzag": _zigzag,
+    "poke": functools.partial(_swing_pair, "along", 0),
+    "sway": functools.partial(_swing_pair, "across", 0),
+    "shear": functools.partial(_swing_pair, "across", -1),
+    "follow": functools.partial(_swing_pair, "along", 1),
+    "side_by_side": functools.partial(_swing_pair, "across", 1),
+    "breathe": functools.partial(_swing_pair, "along", -1),
+}
+
+
+def _draw_configuration(action, rng, t, S, min_distance, amplitude, period, radius, tilt):
+    """One random configuration of a video of `action` -> (p, r, alpha), as synthetic_layout
+    returns them but not yet placed in the frame (it may not fit)."""
+    L = len(t)
+    r = np.repeat(rng.uniform(*radius, size=(2, 1)) * S, L, axis=1)  # nuisance: size
+    alpha = np.ones((2, L), np.float32)
+    p = np.zeros((2, L, 2), np.float32)
+    # The line from disc 0 to disc 1 (nuisance): at most `tilt` away from horizontal.
+    u = _unit(rng.uniform(-tilt, tilt))
+    n = np.array([-u[1], u[0]])            # across that line
+    A = rng.uniform(*amplitude) * S        # swing amplitude (nuisance: speed and extent)
+    wave = np.sin(2 * math.pi * t / rng.uniform(*period) + rng.uniform(0, 2 * math.pi))
+    # (L, 1) signed offset along an axis. In "breathe" each disc swings half as far, so that
+    # the two together close the gap by A, as "poke" does: wider would not fit the frame.
+    swing = A * wave[:, None] / (2 if action == "breathe" else 1)
+    # Centers this far apart at rest keep them >= min_distance apart at every moment.
+    gap = (min_distance + rng.uniform(0, 0.08)) * S + (A if action in ("poke", "breathe") else 0)
+    MOTIONS[action](Draw(t, u, n, A, wave, swing, gap, period), p, r, alpha, rng)
+    if PRIMITIVES[action][0] == "local":
+        # The still distractor, at least `gap` away from every position of the actor.
+        reach = np.linalg.norm(p[0] - p[0].mean(axis=0), axis=1).max()
+        p[1] = p[0].mean(axis=0) + _unit(rng.uniform(0, 2 * math.pi)) * (reach + gap)
+    if rng.random() < 0.5:
+        p = p[::-1].copy()  # which disc is the actor is no cue either
+        r, alpha = r[::-1].copy(), alpha[::-1].copy()
+    return p, r, alpha
+
+
 def synthetic_layout(action, rng, num_frames, width, height, min_distance=0.3,
                      amplitude=(0.1, 0.15), period=(8, 14), radius=(0.09, 0.13), tilt=0.35):
     """Where the two discs are in each frame of one video of `action` -> (p, r, alpha):
@@ -96,52 +188,10 @@ def synthetic_layout(action, rng, num_frames, width, height, min_distance=0.3,
     keeps), so any frame size poses the same task; periods are in frames."""
     S = min(width, height)
     t = np.arange(num_frames, dtype=np.float32)
-    kind = PRIMITIVES[action][0]
-
-    # Draw a configuration until it fits into the square. p: (2 discs, L, xy) centers, disc 0 is
-    # the actor; r: (2, L) radii; alpha: (2, L) opacity.
+    # Draw a configuration until it fits into the square; disc 0 is the actor.
     for _attempt in range(1000):
-        r = np.repeat(rng.uniform(*radius, size=(2, 1)) * S, num_frames, axis=1)  # nuisance: size
-        alpha = np.ones((2, num_frames), np.float32)
-        p = np.zeros((2, num_frames, 2), np.float32)
-        # The line from disc 0 to disc 1 (nuisance): at most `tilt` away from horizontal.
-        u = _unit(rng.uniform(-tilt, tilt))
-        n = np.array([-u[1], u[0]])            # across that line
-        A = rng.uniform(*amplitude) * S        # swing amplitude (nuisance: speed and extent)
-        wave = np.sin(2 * math.pi * t / rng.uniform(*period) + rng.uniform(0, 2 * math.pi))
-        # (L, 1) signed offset along an axis. In "breathe" each disc swings half as far, so that
-        # the two together close the gap by A, as "poke" does: wider would not fit the frame.
-        swing = A * wave[:, None] / (2 if action == "breathe" else 1)
-        # Centers this far apart at rest keep them >= min_distance apart at every moment.
-        gap = (min_distance + rng.uniform(0, 0.08)) * S + (A if action in ("poke", "breathe") else 0)
-        if action == "pulse":
-            r[0] *= 1 + 0.35 * wave
-        elif action == "blink":
-            alpha[0] = 0.5 * (1 + wave)
-        elif action == "orbit":
-            turns = rng.choice([-1.0, 1.0]) * t / rng.uniform(period[0] + 2, period[1] + 2)
-            angle = 2 * math.pi * turns + rng.uniform(0, 2 * math.pi)
-            p[0] = 1.2 * A * np.stack([np.cos(angle), np.sin(angle)], axis=1)
-        elif action == "bounce":
-            p[0] = np.abs(swing) * n  # |A sin|: out and back along n, turning sharply at 0
-        elif action == "zigzag":
-            drift = rng.uniform(2.0, 3.0) * A * t / max(num_frames - 1, 1)
-            p[0] = np.outer(drift, u) + swing * n
-        else:  # relational: disc 1 rests at `gap` along u
-            axis = u if action in ("poke", "follow", "breathe") else n
-            p[0] = swing * axis
-            p[1] = gap * u
-            if action in ("shear", "breathe"):
-                p[1] -= swing * axis  # opposite phase
-            elif action in ("follow", "side_by_side"):
-                p[1] += swing * axis  # in step
-        if kind == "local":
-            # The still distractor, at least `gap` away from every position of the actor.
-            reach = np.linalg.norm(p[0] - p[0].mean(axis=0), axis=1).max()
-            p[1] = p[0].mean(axis=0) + _unit(rng.uniform(0, 2 * math.pi)) * (reach + gap)
-        if rng.random() < 0.5:
-            p = p[::-1].copy()  # which disc is the actor is no cue either
-            r, alpha = r[::-1].copy(), alpha[::-1].copy()
+        p, r, alpha = _draw_configuration(action, rng, t, S, min_distance, amplitude, period,
+                                          radius, tilt)
         # Extent of the discs (centers +- radius) over the whole video.
         lo = (p - r.max(axis=1)[:, None, None]).reshape(-1, 2).min(axis=0)
         hi = (p + r.max(axis=1)[:, None, None]).reshape(-1, 2).max(axis=0)
@@ -241,17 +291,17 @@ def make_synthetic_hmdb51(root, num_classes=9, videos_per_class=90, num_frames=2
     Deterministic in `seed` (each video has its own generator, so changing num_classes or
     videos_per_class leaves the other videos as they were). Defaults: 9 classes x 90 videos of
     20 frames at 64x48 -> 360 train / 450 test videos per split: 40 training videos per class,
-    fewer than HMDB51's ~70, so that the student's own data is scarce (as in the paper, where the
-    teachers bring Kinetics: on validation, 40 per class left the CE-only student ~25 points below
-    the fine-tuned zoo teachers; at 50, distillation no longer beat a tuned CE student), and a
-    test split larger than the training split, so that a difference of a few points between two
-    students is more than the noise. The
-    tiny preset reads 8 frames at stride 2 (15 of the 20) and 32x32 crops of them.
+    fewer than HMDB51's ~70, so that the student's own data is scarce and what the teachers
+    bring from pretraining matters (as in the paper, where they bring Kinetics; with more videos
+    a tuned CE-only student catches up and distillation has nothing left to add), and a test
+    split larger than the training split, so that a difference of a few points between two
+    students is more than the noise. The tiny preset reads 8 frames at stride 2 (15 of the 20)
+    and 32x32 crops of them.
     Sizes: num_classes (first classes of SYNTHETIC_ACTIONS, whose order alternates local and
     relational so every prefix keeps both kinds), videos_per_class, num_frames, width, height, fps.
     Difficulty knobs, with their defaults (the benchmark tunes these):
       noise=0.02          std of the per-frame Gaussian pixel noise, in [0, 1] intensity units
-                          (in a first probe 0.08 drowned the motion of small discs)
+                          (much more drowns the motion of small discs)
       clutter=2           static rectangles of random colour in the background
       texture=0.03        amplitude of the smooth background texture
       min_distance=0.3    closest the two disc centers ever get, in units of the short side S
@@ -260,16 +310,14 @@ def make_synthetic_hmdb51(root, num_classes=9, videos_per_class=90, num_frames=2
       radius=(0.09, 0.13) disc radius range (x S)
       tilt=0.15           the line joining the discs is at most this far from horizontal
                           (radians; pi: any direction). With any direction the tiny models
-                          must also learn rotation invariance from a few dozen videos per class
-                          (a first probe, CNN teacher fine-tuned 4 epochs, validation clip
-                          accuracy: 57% with any direction, 75% at 0.35); larger swings at a
-                          smaller tilt brought the zoo teachers' fine-tuning near 80% on 40
-                          videos per class (validation)
-    At the defaults almost every relational configuration fits the frame at the first draw (poke
-    and follow redraw < 1% of the time), so no relational class prefers a direction or a swing
-    size; orbit and zigzag redraw ~30% / ~45% of the time, which favours their smaller swings a
-    little (and moves their distractor disc). Raising min_distance, amplitude or tilt makes more
-    draws retry and can bias the classes whose discs line up (poke, follow).
+                          must also learn rotation invariance from a few dozen videos per
+                          class, which costs the teachers much of their accuracy; a small
+                          tilt with larger swings keeps the task about the relations
+    At the defaults almost every relational configuration fits the frame at the first draw, so no
+    relational class prefers a direction or a swing size; orbit and zigzag, which travel further,
+    often redraw, which favours their smaller swings a little (and moves their distractor disc).
+    Raising min_distance, amplitude or tilt makes more draws retry and can bias the classes whose
+    discs line up (poke, follow).
     """
     names = list(SYNTHETIC_ACTIONS)[:num_classes]
     if num_classes < 2 or len(names) < num_classes:

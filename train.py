@@ -4,13 +4,15 @@ Reading guide
 -------------
 Read top to bottom: arguments -> data -> teachers -> one training step -> evaluation -> main.
 
-    stage 1  teachers    each teacher (ViT: MViTv2, CNN: X3D-M) starts from Kinetics-400 weights
+    stage 1  vit_teacher, cnn_teacher
+                         each teacher (ViT: MViTv2, CNN: X3D-M) starts from Kinetics-400 weights
                          (tiny preset: the zoo in weights/, pretrain.py) or from scratch
                          (--teacher-init), is fine-tuned on the training split with
-                         cross-entropy, all of it or only its top (--[vit-]teacher-finetune), or loaded
-                         (--vit/--cnn-teacher-ckpt); then it is frozen. The Kinetics-400 files
-                         of every model are found (--pretrained-dir, torch.hub's cache) or
-                         downloaded before any data is read; --check-weights does only that.
+                         cross-entropy, all of it or only its top (--vit/--cnn-teacher-finetune),
+                         or loaded (--vit/--cnn-teacher-ckpt); then it is frozen. The
+                         Kinetics-400 files of every model are found (--pretrained-dir,
+                         torch.hub's cache) or downloaded before any data is read;
+                         --check-weights does only that.
     stage 2  student_ce  the student trained with cross-entropy only: the baseline that shows
                          what distillation adds (--skip-student-ce skips it).
     stage 3  student     the paper's objective (Paper: DATW + SDD + RKD on top of CE):
@@ -27,12 +29,12 @@ Teachers are frozen: eval() mode, requires_grad False, outputs under torch.no_gr
 their weights nor their BatchNorm statistics can move. Both student stages start from the same
 initial weights and see the same batches and augmentations (a paired comparison).
 The epochs of a stage (`plumbing.fit`), seeds, resume and the teacher cache are plumbing.py, the
-report files reports.py; every epoch starts from an RNG state seeded by (seed, stage, epoch), so
---resume ends as a run never stopped. DDP: `torchrun --nproc_per_node=N train.py ...`.
+report files reports.py; every epoch starts from an RNG state seeded by (seed, the stage's data
+key, epoch), so --resume ends as a run never stopped.
+DDP: `torchrun --nproc_per_node=N train.py ...`.
 """
 import argparse
 import math
-import os
 import time
 from typing import NamedTuple
 
@@ -91,25 +93,30 @@ def get_args_parser():
     g.add_argument("--check-weights", action="store_true",
                    help="load every model of the run with the weights it would start from, print "
                         "where they came from, then exit without reading data (before a GPU job)")
-    for who, flag, tiny in zip(("CNN", "ViT"), ("--teacher-finetune", "--vit-teacher-finetune"),
-                               models.PRESETS["tiny"]["teacher_finetune"]):
+    for flag, role, who in (("--vit-teacher-finetune", "vit", "ViT"), ("--cnn-teacher-finetune", "cnn", "CNN")):
         g.add_argument(flag, default=None, choices=["all", "top"], help=f"a pretrained {who} teacher fine-tunes all "
-                       f"layers or only its last stage + classifier (models.TOP_LAYERS; default: the preset's, tiny: {tiny})")
+                       f"layers or only its last stage + classifier (models.TOP_LAYERS; default: the preset's, "
+                       f"tiny: {models.PRESETS['tiny']['teacher_finetune'][role]})")
     g.add_argument("--vit-teacher-ckpt", default=None, help="fine-tuned ViT teacher state dict")
     g.add_argument("--cnn-teacher-ckpt", default=None, help="fine-tuned CNN teacher state dict")
     g.add_argument("--cache-dir", default="runs/teacher_cache", help="where trained teachers are kept")
     g = p.add_argument_group("optimization (AdamW, linear warm-up then cosine decay per step)")
     g.add_argument("--epochs", type=int, default=15, help="student epochs (both student stages)")
-    g.add_argument("--teacher-epochs", type=int, default=None,
-                   help="CNN teacher epochs " + plumbing.by_init(plumbing.TEACHER_EPOCHS, 0))
     g.add_argument("--vit-teacher-epochs", type=int, default=None,
-                   help="ViT teacher epochs " + plumbing.by_init(plumbing.TEACHER_EPOCHS, 1))
+                   help="ViT teacher epochs " + plumbing.defaults_help(plumbing.TEACHER_EPOCHS["vit"]))
+    g.add_argument("--cnn-teacher-epochs", type=int, default=None,
+                   help="CNN teacher epochs " + plumbing.defaults_help(plumbing.TEACHER_EPOCHS["cnn"]))
     g.add_argument("--vit-teacher-lr", type=float, default=None,
-                   help="ViT teacher peak learning rate " + plumbing.by_init(plumbing.TEACHER_LR, 1))
+                   help="ViT teacher peak learning rate " + plumbing.defaults_help(plumbing.TEACHER_LR["vit"]))
+    g.add_argument("--cnn-teacher-lr", type=float, default=None,
+                   help="CNN teacher peak learning rate " + plumbing.defaults_help(plumbing.TEACHER_LR["cnn"]))
+    # Earlier names of the CNN teacher's flags (they read as if they set both): a note, no --help
+    g.add_argument("--teacher-epochs", action=plumbing.RenamedFlag, new="--cnn-teacher-epochs", type=int)
+    g.add_argument("--teacher-lr", action=plumbing.RenamedFlag, new="--cnn-teacher-lr", type=float)
+    g.add_argument("--teacher-finetune", action=plumbing.RenamedFlag, new="--cnn-teacher-finetune",
+                   choices=["all", "top"])
     g.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
-    g.add_argument("--lr", type=float, default=None, help="student peak lr " + plumbing.by_init(plumbing.STUDENT_LR))
-    g.add_argument("--teacher-lr", type=float, default=None,
-                   help="CNN teacher peak learning rate " + plumbing.by_init(plumbing.TEACHER_LR, 0))
+    g.add_argument("--lr", type=float, default=None, help="student peak lr " + plumbing.defaults_help(plumbing.STUDENT_LR))
     g.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay")
     g.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off), for RKD spikes")
     g.add_argument("--warmup-epochs", type=float, default=2.0, help="linear warm-up length")
@@ -126,8 +133,9 @@ def get_args_parser():
     g.add_argument("--tau-w", type=float, default=0.1, help="tau_w: DATW's softmax temperature over teachers")
     g.add_argument("--T-c", type=float, default=1.0,
                    help="T_c: temperature of the confidence c_k (T would flatten every c_k to ~0)")
-    g.add_argument("--weighting", default="datw", choices=["datw", "uniform", "entropy", "vit", "cnn"],
-                   help="how the two teachers' logits are mixed (DATW or an ablation baseline)")
+    g.add_argument("--weighting", default="datw", choices=["datw", "uniform", "entropy", "camkd", "vit", "cnn"],
+                   help="how the two teachers' logits are mixed (DATW or an ablation baseline; camkd: by each "
+                        "teacher's cross-entropy against the label, CA-MKD, Zhang et al. 2022)")
     g.add_argument("--sdd-target", default="residual", choices=["residual", "vit"],
                    help="SDB predicts phi_vit(f_vit) - phi_cnn(f_cnn) (paper) or phi_vit(f_vit)")
     g.add_argument("--rkd-distance-weight", type=float, default=25.0,
@@ -191,7 +199,7 @@ class Distiller(nn.Module):
 def distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args):
     """The loss terms of one batch (each a float32 scalar) and the mean DATW weights (logged)."""
     # DATW: per-sample weights over the teachers [ViT, CNN], then z_target = sum_k w_k z_k
-    w = teacher_weights(args.weighting, [z_vit, z_cnn], z_s, T_c=args.T_c, tau_w=args.tau_w)
+    w = teacher_weights(args.weighting, [z_vit, z_cnn], z_s, T_c=args.T_c, tau_w=args.tau_w, y=y)
     zero = z_s.new_zeros((), dtype=torch.float32)  # a switched-off term costs nothing
     return {"ce": F.cross_entropy(z_s.float(), y, reduction="mean"),
             "kd": kd_loss(z_s, fuse_logits([z_vit, z_cnn], w), T=args.T),
@@ -201,10 +209,11 @@ def distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args):
             "w_vit": w[:, 0].mean(), "w_cnn": w[:, 1].mean()}
 
 
-def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec_s, teachers=None,
+def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec, teachers=None,
                     epoch=0, max_steps=None, desc="train"):
-    """One epoch. Without teachers: cross-entropy only (teacher fine-tuning, student_ce).
-    With teachers = {"vit": Teacher, "cnn": Teacher}: the paper's distillation loss."""
+    """One epoch of `net`, whose input is `spec`. Without teachers: cross-entropy only (teacher
+    fine-tuning, student_ce). With teachers = {"vit": Teacher, "cnn": Teacher}: the paper's
+    distillation loss, `net` the student (a Distiller)."""
     net.train()
     sums, n = {}, 0
     bar = tqdm(loader, desc=desc, leave=False, disable=not is_main(), total=max_steps or len(loader))
@@ -214,7 +223,7 @@ def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec_s, tea
         clip, y = clip.to(args.device, non_blocking=True), y.to(args.device, non_blocking=True)
         with torch.autocast("cuda", enabled=args.amp and args.device.startswith("cuda")):
             if teachers is None:
-                z = net(models.adapt_input(clip, spec_s))  # (B, C) logits of a plain model
+                z = net(models.adapt_input(clip, spec))  # (B, C) logits of a plain model
                 terms = {"ce": F.cross_entropy(z.float(), y, reduction="mean")}
                 loss = terms["ce"]
             else:
@@ -222,7 +231,7 @@ def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec_s, tea
                 with torch.no_grad():  # teachers only provide targets: no graph, no gradient
                     z_vit, f_vit = vit.tap(models.adapt_input(clip, vit.spec))
                     z_cnn, f_cnn = cnn.tap(models.adapt_input(clip, cnn.spec))
-                z_s, f_s, pred, target = net(models.adapt_input(clip, spec_s), f_vit["map"], f_cnn["map"])
+                z_s, f_s, pred, target = net(models.adapt_input(clip, spec), f_vit["map"], f_cnn["map"])
                 terms = distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args)
                 # Paper: L = CE + alpha * KD_DATW + beta * SDD + gamma * RKD
                 loss = terms["ce"] + args.alpha * terms["kd"] + args.beta * terms["sdd"] + args.gamma * terms["rkd"]
@@ -275,40 +284,46 @@ def evaluate(model, loader, spec, args, max_steps=None, desc="eval"):
 
 
 # ----------------------------------------------------------------------------------- teachers
-def get_teacher(role, name, ckpt, pretrained, args, loaders, num_classes, root):
-    """A fine-tuned, frozen teacher and its metrics: from --<role>-teacher-ckpt, the cache, or
-    trained now (and cached, keyed by everything that changes it); `pretrained`: the file of its
-    Kinetics-400 weights, or False."""
-    spec = models.input_spec(name)
+def get_teacher(role, name, pretrained, args, splits, num_classes, root):
+    """A fine-tuned, frozen teacher ("vit" or "cnn") and its metrics: from --<role>-teacher-ckpt,
+    the cache, or trained now (and cached, keyed by everything that changes it); `pretrained`: the
+    file of its Kinetics-400 weights, or False."""
+    spec, ckpt = models.input_spec(name), getattr(args, f"{role}_teacher_ckpt")
     seed_everything(args.seed, role, "init")  # the teacher's initial weights follow --seed
     model = models.build_model(name, num_classes, pretrained=pretrained)
     if ckpt:  # fine-tuned elsewhere: evaluate once so the report has its accuracy
         model = frozen(load_state(model, ckpt, f"--{role}-teacher-ckpt").to(args.device))
-        r = evaluate(model, loaders["eval"], spec, args, plumbing.dry_run_steps(args), desc=f"eval {role}")
+        r = evaluate(model, splits.eval_loader, spec, args, plumbing.dry_run_steps(args), desc=f"{role}_teacher eval")
         return Teacher(FeatureTap(model), spec), {"last": r, "best": r, "history": []}
-    cache = plumbing.TeacherCache(args, role, name, root, len(loaders["train_set"]))
+    cache = plumbing.TeacherCache(args, role, name, root, len(splits.train_set))
     if cache.load(model):
         return Teacher(FeatureTap(frozen(model.to(args.device))), spec), cache.metrics
     recipe = plumbing.teacher_recipe(args, role)  # this teacher's epochs, lr and what it fine-tunes
     if recipe["finetune"] == "top":  # the rest keeps its pretrained weights
-        log(f"[teacher {role}] fine-tuning the top: {models.freeze_below_top(model, name):,} of "
+        log(f"[{role}_teacher] fine-tuning the top: {models.freeze_below_top(model, name):,} of "
             f"{models.count_params(model):,} parameters")
     model.to(args.device)
-    metrics = plumbing.fit(f"teacher_{role}", model, loaders, args, spec, recipe["epochs"], recipe["lr"],
-                           train_one_epoch, evaluate, ckpt_path=os.path.join(args.out, f"ckpt_teacher_{role}.pt"))
+    # data_key: the name the stage had when the cached teachers were trained; a new one would draw
+    # other batches and train another teacher under the same cache key
+    metrics = plumbing.fit(f"{role}_teacher", model, splits, args, spec, recipe["epochs"], recipe["lr"],
+                           train_one_epoch=train_one_epoch, evaluate=evaluate, data_key=f"teacher_{role}")
     if is_main():
         cache.save(model, metrics)
     return Teacher(FeatureTap(frozen(model)), spec), metrics
 
 
 # -------------------------------------------------------------------------------------------- main
+def load_data(args, preset):
+    """-> (Splits, class names, data root): the run's training videos and evaluation loader."""
+    train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
+    classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
+    log(f"data: {len(train_set)} training videos, {len(eval_set)} evaluation videos, {len(classes)} classes")
+    return plumbing.Splits(train_set, plumbing.eval_loader(eval_set, args)), classes, root
+
+
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    if args.preset not in models.PRESETS:
-        raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
-    if args.skip_student and args.skip_student_ce:
-        raise SystemExit("--skip-student with --skip-student-ce leaves no student to train; drop one")
-    plumbing.resolve_defaults(args)  # the init-dependent defaults; --dry-run clamps them to 2
+    plumbing.resolve_defaults(args)  # refuses contradictions; fills the init-dependent defaults
     if args.check_weights:  # every model with its starting weights, no data, no output files
         return {"weights": plumbing.check_weights(args)}
     args.device = plumbing.setup_distributed(args.device)
@@ -316,35 +331,30 @@ def main(argv=None):
     if is_main():  # one line on the terminal; the full resolved configuration goes to the file
         log(f"train.py: preset {args.preset}, dataset {args.dataset}, seed {args.seed}; "
             f"configuration in {reports.write_config(args)}")
-    # Kinetics-400 files found (or downloaded) before the data: a missing one stops the run in
-    # seconds, not after the data is indexed, and the message lists all of them (--check, which
-    # only reads videos, needs none)
-    weights = {} if args.check else plumbing.pretrained_weights(args)  # {role: file or False}
-    with plumbing.timed(seconds, "data"):  # includes writing the synthetic set on first use
-        train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
     if args.check:  # list unreadable / too-short videos of both splits, then stop
-        return {"problems": plumbing.check_videos(train_set, eval_set)}
-    classes = (train_set.dataset if isinstance(train_set, Subset) else train_set).classes
-    loaders = {"train_set": train_set, "eval": plumbing.eval_loader(eval_set, args)}
-    log(f"data: {len(train_set)} training videos, {len(eval_set)} evaluation videos, {len(classes)} classes")
+        return {"problems": plumbing.check_videos(*plumbing.build_datasets(args, preset["clip"])[:2])}
+    # Kinetics-400 files found (or downloaded) before the data: a missing one stops the run in
+    # seconds, not after the data is indexed, and the message lists all of them
+    weights = plumbing.pretrained_weights(args)  # {role: file or False}
+    with plumbing.timed(seconds, "data"):  # includes writing the synthetic set on first use
+        splits, classes, root = load_data(args, preset)
 
     # stage 1: teachers, fine-tuned (or loaded) and then frozen
     teachers, metrics = {}, {}
-    for role, ckpt in (("vit", args.vit_teacher_ckpt), ("cnn", args.cnn_teacher_ckpt)):
+    for role in plumbing.TEACHERS:
         with plumbing.timed(seconds, f"{role}_teacher"):
             teachers[role], metrics[f"{role}_teacher"] = get_teacher(
-                role, preset[f"{role}_teacher"], ckpt, weights[f"{role}_teacher"], args, loaders,
-                len(classes), root)
+                role, preset[f"{role}_teacher"], weights[f"{role}_teacher"], args, splits, len(classes), root)
 
-    # stage 2: the CE-only student (baseline) with the student's own seed for its initial weights
+    # stage 2: the CE-only student (baseline)
     spec_s = models.input_spec(preset["student"])
     if not args.skip_student_ce:
         seed_everything(args.seed, "student", "init")
         student_ce = models.build_model(preset["student"], len(classes), pretrained=weights["student"])
         with plumbing.timed(seconds, "student_ce"):
-            metrics["student_ce"] = plumbing.fit("student_ce", student_ce.to(args.device), loaders, args, spec_s,
-                                                 args.epochs, args.lr, train_one_epoch, evaluate,
-                                                 ckpt_path=os.path.join(args.out, "ckpt_student_ce.pt"))
+            metrics["student_ce"] = plumbing.fit(
+                "student_ce", student_ce.to(args.device), splits, args, spec_s, args.epochs, args.lr,
+                train_one_epoch=train_one_epoch, evaluate=evaluate, data_key="student")
 
     # stage 3: distillation -- the same student initialization, plus the training-only SDD head
     if args.skip_student:  # a CE-only run (ablate.py's CE rows): student_ce is its student.pt
@@ -354,9 +364,10 @@ def main(argv=None):
         student = models.build_model(preset["student"], len(classes), pretrained=weights["student"])
         net = Distiller.for_teachers(student, spec_s, teachers, args.sdd_target, args.beta > 0).to(args.device)
         with plumbing.timed(seconds, "student"):
-            metrics["student"] = plumbing.fit("student", net, loaders, args, spec_s, args.epochs, args.lr,
-                                              train_one_epoch, evaluate, teachers=teachers, eval_model=student,
-                                              ckpt_path=os.path.join(args.out, "ckpt_student.pt"))
+            # data_key as the CE stage's: both see the same batches (a paired comparison)
+            metrics["student"] = plumbing.fit(
+                "student", net, splits, args, spec_s, args.epochs, args.lr, train_one_epoch=train_one_epoch,
+                evaluate=evaluate, data_key="student", teachers=teachers, eval_model=student, keep_epochs=True)
 
     # report: accuracy and cost of every model; the student's reduction vs the ViT teacher
     trained = {**{f"{role}_teacher": (t.tap.model, t.spec) for role, t in teachers.items()},  # vit, cnn

@@ -4,6 +4,7 @@ import sys
 
 from . import manifest as manifest_file
 from .manifest import ManifestError
+from .sandbox import TIMEOUT
 from .selftest import SelftestError, selftest
 from .student import WORK_DIR, StudentError, check, run, start
 
@@ -25,6 +26,14 @@ def get_args_parser():
     for parser in (s, c, r):
         parser.add_argument("--dir", default=WORK_DIR,
                             help=f"work folder (default: {WORK_DIR.name}/)")
+    for parser in (c, t):
+        parser.add_argument("--timeout", type=float, default=TIMEOUT, metavar="SECONDS",
+                            help="time limit on each exercise's tests; one that runs longer "
+                                 "(an endless loop?) is stopped, fails, and the next goes on "
+                                 f"(default: {TIMEOUT} s)")
+    r.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="stop the command, and everything it started, after this long "
+                        "(default: no limit, as a training run takes as long as it takes)")
     return p
 
 
@@ -41,11 +50,11 @@ def main(argv=None):
             start(manifest, args.only, args.dir)
             return 0
         if args.command == "check":
-            return 0 if check(manifest, args.ids, args.dir, args.verbose) else 1
+            return 0 if check(manifest, args.ids, args.dir, args.verbose, args.timeout) else 1
         if args.command == "run":
             cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
-            return run(manifest, cmd, args.dir)
-        return 0 if selftest(manifest, args.only) else 1
+            return run(manifest, cmd, args.dir, args.timeout)
+        return 0 if selftest(manifest, args.only, args.timeout) else 1
     except (ManifestError, StudentError, SelftestError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,7 +9,9 @@ For each exercise, in a temporary copy of the project:
 A reading question that names "the test guarding a property" is checked too: its accepted
 answers must be exactly the tests that catch the mutant breaking that property.
 A run in which a test file cannot even be collected aborts the self-test: an import error says
-nothing about the tests, so it must never count as a caught mutant.
+nothing about the tests, so it must never count as a caught mutant. A run in which an exercise's
+tests outlast the time limit fails that exercise (an endless loop in a variant), and the
+self-test goes on with the next one.
 """
 import configparser
 import os
@@ -26,6 +28,10 @@ from .student import WORK_DIR
 
 class SelftestError(Exception):
     """The self-test could not judge the exercises (a run that does not collect, bad markers)."""
+
+
+class TimedOut(Exception):
+    """A run of one exercise's tests was stopped by the time limit; the message says which."""
 
 
 def check_markers(manifest, root=PROJECT):
@@ -56,13 +62,32 @@ def _name(nodeid):
 class _Runner:
     """Writes a variant of the files into one copy and runs pytest on it in a forked child."""
 
-    def __init__(self, copy):
-        self.copy, self.count = copy, 0
+    def __init__(self, copy, timeout):
+        self.copy, self.timeout, self.count = copy, timeout, 0
 
-    def __call__(self, files, args, label):
+    def __call__(self, files, args, label, exercise_id):
+        """One run for one exercise; TimedOut if its tests outlast the limit."""
         sandbox.write_files(self.copy, files)
-        report = sandbox.run_pytest_forked(self.copy, args)
+        report = self._forked(self.copy, args, sandbox.Watchdog([exercise_id], self.timeout))
+        if report.stopped:
+            what = (f"timed out after {self.timeout:g} s: an endless loop?" if report.timed_out
+                    else report.errors[-1])  # stopped outside its tests (a guard's whole file)
+            raise TimedOut(f"{what} (in the run '{label}')")
+        return self._collected(report, label)
+
+    def solution(self, files, files_of):
+        """The tests of every exercise {id: test files} on the solution, in as few runs as the
+        time limit allows."""
+        sandbox.write_files(self.copy, files)
+        report = sandbox.run_exercises(self._forked, self.copy, files_of, self.timeout)
+        return self._collected(report, "solution")
+
+    def _forked(self, copy, args, watchdog):
         self.count += 1
+        return sandbox.run_pytest_forked(copy, args, watchdog)
+
+    @staticmethod
+    def _collected(report, label):
         if report.errors:
             raise SelftestError(f"{label}: tests could not be collected, so this run says "
                                 f"nothing about them:\n" + "\n".join(report.errors))
@@ -79,19 +104,21 @@ def _judge(manifest, ex, run, files, solution):
     problems += [f"solution: {n} {t['outcome']}: {t['reason']}" for n, t in not_passing.items()]
     marked = ["-m", ex.id, *files]
 
-    skeleton = run(variant(manifest, stripped=[ex]), marked, f"{ex.id} skeleton").of(ex.id)
+    skeleton = run(variant(manifest, stripped=[ex]), marked, f"{ex.id} skeleton",
+                   ex.id).of(ex.id)
     survived = [n for n in tests if skeleton.get(n, {}).get("outcome") not in ("failed", "error")]
     problems += [f"skeleton: {n} does not fail with {ex.id} stripped" for n in survived]
 
     others = [o for o in manifest.exercises if o != ex and o not in manifest.closure(ex)]
-    alone = run(variant(manifest, stripped=others), marked, f"{ex.id} prerequisites").of(ex.id)
+    alone = run(variant(manifest, stripped=others), marked, f"{ex.id} prerequisites",
+                ex.id).of(ex.id)
     needs = [n for n in tests if alone.get(n, {}).get("outcome") != "passed"]
     problems += [f"prerequisites: {n} needs more than {ex.id} and its prerequisites: "
                  f"{alone.get(n, {}).get('reason', 'not run')}" for n in needs]
 
     caught = 0
     for mutant in ex.mutants:
-        outcome = run(variant(manifest, mutant=mutant), marked, mutant.label).of(ex.id)
+        outcome = run(variant(manifest, mutant=mutant), marked, mutant.label, ex.id).of(ex.id)
         catchers = [n for n in tests if outcome.get(n, {}).get("outcome") != "passed"]
         caught += bool(catchers)
         if not catchers:
@@ -111,7 +138,7 @@ def _judge_guards(manifest, ex, run):
         mutant = manifest.mutant(guard.mutant)
         files = sandbox.test_files(mutant.exercise, run.copy)
         # The whole files, unmarked tests included: any test that catches the mutant guards it.
-        report = run(variant(manifest, mutant=mutant), files, f"guard {guard.answer}")
+        report = run(variant(manifest, mutant=mutant), files, f"guard {guard.answer}", ex.id)
         catchers = {_name(n) for n, t in report.tests.items() if t["outcome"] != "passed"}
         if catchers != set(guard.tests):
             problems.append(f"guard {guard.answer!r}: the tests that catch {mutant.label!r} are "
@@ -119,8 +146,9 @@ def _judge_guards(manifest, ex, run):
     return problems
 
 
-def selftest(manifest, ids=()):
-    """Run the self-test of the chosen exercises (all by default); True when every check holds."""
+def selftest(manifest, ids=(), timeout=sandbox.TIMEOUT):
+    """Run the self-test of the chosen exercises (all by default); True when every check holds.
+    Each run's tests get `timeout` seconds per exercise."""
     started_at = time.perf_counter()
     if not hasattr(os, "fork"):
         raise SelftestError("the self-test forks one child per pytest run (os.fork: Linux, macOS); "
@@ -130,14 +158,18 @@ def selftest(manifest, ids=()):
     chosen = manifest.select(ids)
     sandbox.preload_libraries()
     with tempfile.TemporaryDirectory(prefix="exercises-selftest-") as tmp:
-        run = _Runner(sandbox.copy_project(Path(tmp) / "project", leave_out=[WORK_DIR]))
+        run = _Runner(sandbox.copy_project(Path(tmp) / "project", leave_out=[WORK_DIR]), timeout)
         files_of = {ex.id: sandbox.test_files(ex.id, run.copy) for ex in chosen}
-        every_file = sorted({f for files in files_of.values() for f in files})
-        solution = run(variant(manifest), ["-m", " or ".join(files_of), *every_file], "solution")
+        solution = run.solution(variant(manifest), files_of)
         problems = []
         for ex in chosen:
-            line, found = _judge(manifest, ex, run, files_of[ex.id], solution)
-            found += _judge_guards(manifest, ex, run)
+            try:
+                if ex.id in solution.timed_out:
+                    raise TimedOut(f"timed out after {timeout:g} s: an endless loop? (solution)")
+                line, found = _judge(manifest, ex, run, files_of[ex.id], solution)
+                found += _judge_guards(manifest, ex, run)
+            except TimedOut as e:
+                line, found = f"{ex.id:4s} FAIL ({e})", [str(e)]
             print(line + ("" if not found else "  <- PROBLEM"), flush=True)
             problems += [f"{ex.id} {p}" for p in found]
     for p in problems:

@@ -26,7 +26,7 @@ def diagnosed_run(tiny, tmp_path_factory):
     run = tmp / "run"
     results = train.main(["--data-root", tiny, "--out", str(run), "--cache-dir", str(tmp / "cache"),
                           "--synthetic-videos-per-class", "6", "--workers", "0", "--batch-size", "4",
-                          "--eval-clips", "2", "--epochs", "2", "--teacher-epochs", "1",
+                          "--eval-clips", "2", "--epochs", "2", "--cnn-teacher-epochs", "1",
                           "--vit-teacher-epochs", "1", "--dry-run"])
     return run, results, diagnostics.main([str(run), "--workers", "0", "--device", "cpu"])
 
@@ -40,7 +40,7 @@ def student_run(tiny, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("student_run")
     train.main(["--data-root", tiny, "--out", str(tmp / "run"), "--cache-dir", str(tmp / "cache"),
                 "--synthetic-videos-per-class", "6", "--workers", "0", "--batch-size", "4",
-                "--eval-clips", "2", "--eval-crops", "2", "--epochs", "1", "--teacher-epochs", "1",
+                "--eval-clips", "2", "--eval-crops", "2", "--epochs", "1", "--cnn-teacher-epochs", "1",
                 "--vit-teacher-epochs", "1", "--dry-run"])
     return tmp / "run"
 

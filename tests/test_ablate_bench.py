@@ -46,7 +46,7 @@ def sweep(tmp_path_factory):
             "--results", str(tmp / "RESULTS.md"), "--",
             "--data-root", root, "--cache-dir", str(tmp / "cache"), "--synthetic-videos-per-class", "6",
             "--workers", "0", "--batch-size", "4", "--eval-clips", "2",
-            "--dry-run", "--epochs", "1", "--teacher-epochs", "1", "--vit-teacher-epochs", "1"]
+            "--dry-run", "--epochs", "1", "--cnn-teacher-epochs", "1", "--vit-teacher-epochs", "1"]
     return tmp, argv, ablate.main(argv)
 
 

@@ -218,3 +218,19 @@ def test_tiny_models_have_no_published_weights(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no published weights") as err:
         models.build_model("x3d_s_tiny", 9, pretrained=True)
     assert "python pretrain.py" in str(err.value) and "--teacher-init scratch" in str(err.value)
+
+
+def test_atomic_write_leaves_the_old_file_whole_when_the_writer_fails(tmp_path):
+    path = tmp_path / "table.md"
+    path.write_text("old")
+
+    def fails(tmp):
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise KeyboardInterrupt  # an interruption in the middle of writing
+
+    with pytest.raises(KeyboardInterrupt):
+        checkpoints.atomic_write(str(path), fails)
+    assert path.read_text() == "old"
+    checkpoints.atomic_write(str(path), lambda tmp: open(tmp, "w").write("new"))
+    assert path.read_text() == "new" and not (tmp_path / "table.md.tmp").exists()

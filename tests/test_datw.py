@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datw import (confidence, datw_weights, discrepancy, entropy_weights, fuse_logits, kd_loss,
-                  single_teacher_weights, teacher_weights, uniform_weights)
+from datw import (camkd_weights, confidence, datw_weights, discrepancy, entropy_weights, fuse_logits,
+                  kd_loss, single_teacher_weights, teacher_weights, uniform_weights)
 
 METHODS = ["datw", "uniform", "entropy", "vit", "cnn"]
 # Exercise marks per method: "datw" and "entropy" run code that students write in exercise E4
@@ -278,3 +278,76 @@ def test_finite_for_extreme_logits(method):
     assert torch.isfinite(w).all() and torch.isfinite(loss) and torch.isfinite(z_s.grad).all()
     flat = torch.zeros(4, 8)  # the other extreme: all-equal logits (c = 0, cos undefined)
     assert torch.isfinite(teacher_weights(method, [flat, z_cnn], flat)).all()
+
+
+# ------------------------------------------------------------ the label-aware baseline (CA-MKD)
+def naive_camkd(z_teachers, y):
+    """CA-MKD's weights from the equation, one sample and one teacher at a time (Python floats):
+    L_k = -log softmax(z_k)[y], w_k = (1 - exp(L_k) / sum_j exp(L_j)) / (K - 1)."""
+    K, rows = len(z_teachers), []
+    for b, label in enumerate(y.tolist()):
+        L = []
+        for z in z_teachers:
+            v = z[b].tolist()
+            m = max(v)
+            L.append(-(v[label] - m - math.log(sum(math.exp(x - m) for x in v))))
+        m = max(L)
+        s = [math.exp(x - m) for x in L]
+        rows.append([(1 - x / sum(s)) / (K - 1) for x in s])
+    return torch.tensor(rows)
+
+
+def test_camkd_weights_equal_naive_loop_for_two_and_three_teachers():
+    g = torch.Generator().manual_seed(0)
+    for K in (2, 3):
+        z_s = torch.randn(6, 7, generator=g)
+        z_t = [3 * torch.randn(6, 7, generator=g) for _ in range(K)]
+        y = torch.randint(0, 7, (6,), generator=g)
+        w = teacher_weights("camkd", z_t, z_s, y=y)
+        assert torch.allclose(w, naive_camkd(z_t, y), atol=1e-6)
+        assert torch.allclose(w.sum(dim=1), torch.ones(6)) and (w >= 0).all()
+
+
+def test_camkd_for_two_teachers_is_each_teachers_probability_of_the_label_normalised():
+    # The docstring's identity: with K = 2, (1 - softmax(L)) = softmax(-L) = p_k(y) / sum_j p_j(y).
+    z_vit, z_cnn, z_s = (2 * torch.randn(3, 16, 9)).unbind(0)
+    y = torch.randint(0, 9, (16,))
+    p_y = torch.stack([F.softmax(z, dim=1)[torch.arange(16), y] for z in (z_vit, z_cnn)], dim=1)
+    assert torch.allclose(camkd_weights([z_vit, z_cnn], z_s, y), p_y / p_y.sum(1, keepdim=True), atol=1e-6)
+
+
+def test_camkd_gives_more_weight_to_the_teacher_that_is_right_and_sure():
+    y = torch.arange(8) % 5
+    right = 6.0 * F.one_hot(y, 5).float()  # sure of the label
+    wrong = 6.0 * F.one_hot((y + 1) % 5, 5).float()  # as sure, of another class
+    unsure = torch.zeros(8, 5)
+    z_s = torch.randn(8, 5)
+    for other in (wrong, unsure, 0.3 * right):  # confidently wrong, at chance, right but less sure
+        w = camkd_weights([other, right], z_s, y)
+        assert (w[:, 1] > w[:, 0]).all()
+    # DATW, blind to labels, prefers the confidently wrong teacher when only it disagrees with
+    # the student; the label-aware rule does not.
+    assert (datw_weights([wrong, right], right)[:, 0] > 0.99).all()
+    assert (camkd_weights([wrong, right], right, y)[:, 0] < 0.01).all()
+
+
+def test_camkd_ignores_the_student_and_sends_no_gradient_to_the_teachers():
+    z_vit, z_cnn = torch.randn(4, 6, requires_grad=True), torch.randn(4, 6, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3])
+    w1, w2 = (teacher_weights("camkd", [z_vit, z_cnn], torch.randn(4, 6), y=y) for _ in range(2))
+    assert torch.equal(w1, w2) and not w1.requires_grad
+    z_s = torch.randn(4, 6, requires_grad=True)
+    kd_loss(z_s, fuse_logits([z_vit, z_cnn], w1), T=4.0).backward()
+    assert z_vit.grad is None and z_cnn.grad is None and z_s.grad.abs().sum() > 0
+
+
+def test_camkd_in_float32_finite_and_with_actionable_errors():
+    big = 1e4 * torch.sign(torch.randn(3, 4, 8))
+    y = torch.tensor([0, 3, 5, 7])
+    w = teacher_weights("camkd", [big[0].bfloat16(), big[1].bfloat16()], big[2].bfloat16(), y=y)
+    assert w.dtype == torch.float32 and torch.isfinite(w).all()
+    assert torch.allclose(w.sum(dim=1), torch.ones(4))
+    with pytest.raises(ValueError, match="pass y="):
+        teacher_weights("camkd", [big[0], big[1]], big[2])
+    with pytest.raises(ValueError, match="K >= 2"):
+        camkd_weights([big[0]], big[2], y)

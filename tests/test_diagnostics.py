@@ -12,8 +12,8 @@ import diagnostics
 import synthetic
 import train
 from datw import datw_weights
-from diagnostics import (accuracy, breakdown, complementarity, diagnose, mix_can_be_right,
-                         target_accuracy, video_groups, weight_stats)
+from diagnostics import (accuracy, breakdown, by_target, complementarity, diagnose, kd_view,
+                         mix_can_be_right, target_accuracy, teacher_view, video_groups, weight_stats)
 
 CLASSES, KINDS = ["a", "b", "c"], {"a": "local", "b": "local", "c": "relational"}
 
@@ -126,6 +126,41 @@ def test_datw_weights_per_class_and_kind_in_diagnose():
     assert "student_ce" not in out["accuracy"]  # a run with --skip-student-ce has none
 
 
+def test_teacher_view_accuracy_max_probability_and_entropy_at_T_by_hand():
+    # [ln 2, 0, 0] -> p = [1/2, 1/4, 1/4], H = 3/2 ln 2; flat logits -> p = 1/3 each, H = ln 3.
+    z, y = torch.tensor([[math.log(2), 0.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 1])
+    v = teacher_view(z, y, T=1.0)
+    assert v == pytest.approx({"accuracy": 50.0, "max_prob": (1 / 2 + 1 / 3) / 2,
+                               "entropy_T": (1.5 * math.log(2) / math.log(3) + 1) / 2, "clips": 2})
+    # The entropy is read at the KD temperature: logits 2z at T = 2 are z at T = 1; max_prob is not.
+    v2 = teacher_view(2 * z, y, T=2.0)
+    assert v2["entropy_T"] == pytest.approx(v["entropy_T"]) and v2["max_prob"] > v["max_prob"]
+    assert teacher_view(z[:0], y[:0], T=1.0) is None
+
+
+def test_kd_view_counts_disagreements_and_targets_that_contradict_the_label():
+    z_vit, z_cnn, y = five_videos()
+    kd = kd_view(z_vit, z_cnn, torch.zeros(5, 3), y, T=4.0, rules=["uniform", "vit", "cnn", "camkd"])
+    assert kd["disagree"] == pytest.approx(80.0)  # only video 0 has the same argmax
+    assert kd["vit_teacher"]["accuracy"] == pytest.approx(60.0) and kd["cnn_teacher"]["clips"] == 5
+    # uniform: right everywhere (video 3 by the mix); one teacher: its errors; camkd hands each
+    # video to the teacher that is right, and video 3 (p_vit(y) = p_cnn(y)) to the uniform mix.
+    assert kd["target_wrong"] == pytest.approx({"uniform": 0.0, "vit": 40.0, "cnn": 60.0, "camkd": 0.0})
+
+
+def test_by_target_splits_the_videos_and_scores_each_student_on_each_part():
+    z_vit, _, y = five_videos()  # the target: the ViT's logits, right on videos 0, 1, 4
+    t = z_vit.argmax(-1)  # [0, 0, 0, 0, 2]
+    student_ce = 5.0 * torch.nn.functional.one_hot(torch.tensor([0, 2, 1, 2, 2]), 3).float()  # misses 1
+    student = 5.0 * torch.nn.functional.one_hot(t, 3).float()  # follows the target everywhere
+    out = by_target(z_vit, {"student_ce": student_ce, "student": student}, y)
+    right, wrong = out["target_right"], out["target_wrong"]
+    assert right["videos"] == 3 and right["accuracy"] == pytest.approx({"student_ce": 200 / 3, "student": 100.0})
+    assert wrong["videos"] == 2 and wrong["accuracy"] == pytest.approx({"student_ce": 100.0, "student": 0.0})
+    assert wrong["follows_target"] == pytest.approx({"student_ce": 0.0, "student": 100.0})
+    assert "follows_target" not in right
+
+
 # ------------------------------------------------------------------------------------ a real run
 def test_diagnostics_json_holds_every_section_for_the_run(diagnosed_run, tiny):
     run, results, diag = diagnosed_run
@@ -152,6 +187,29 @@ def test_diagnostics_json_holds_every_section_for_the_run(diagnosed_run, tiny):
     assert [r["w_vit_train"] for r in diag["epochs"]] == [r["w_vit"] for r in results["history"]["student"]]
     assert diag["epochs"][0]["w_vit_eval"]["all"] == diag["weights"]["datw_first_epoch"]["all"]
     assert [len(diag["teacher_history"][t]) for t in ("vit_teacher", "cnn_teacher")] == [1, 1]
+
+
+def test_kd_view_puts_the_training_clips_beside_the_evaluation_split(diagnosed_run, tiny):
+    run, results, diag = diagnosed_run
+    kd, acc = diag["kd_view"], diag["accuracy"]
+    assert kd["rules"] == ["datw", "uniform"] and diag["settings"]["T"] == results["config"]["T"]
+    # The training pass: the student's first-epoch batches (a whole number of --batch-size 4).
+    n_train = len(data.HMDB51(tiny, subset="train"))
+    assert kd["train"]["vit_teacher"]["clips"] == n_train // 4 * 4 > 0
+    for split in ("train", "eval"):
+        for t in ("vit_teacher", "cnn_teacher"):
+            assert 0 < kd[split][t]["max_prob"] <= 1 and 0 <= kd[split][t]["entropy_T"] <= 1
+    # The evaluation column is the rest of diagnostics.json, seen from KD's side.
+    assert kd["eval"]["vit_teacher"]["accuracy"] == acc["vit_teacher"]["all"]
+    target = diag["target_accuracy"]["all"]
+    assert kd["eval"]["target_wrong"] == pytest.approx({r: 100 - target[r] for r in ("datw", "uniform")})
+    # The two parts of by_target are all the videos, and each student's accuracy is their mix.
+    for parts in diag["by_target"].values():
+        right, wrong = parts["target_right"], parts["target_wrong"]
+        assert right["videos"] + wrong["videos"] == diag["videos"]
+        for m in ("student_ce", "student"):
+            mixed = sum(p["videos"] * (p["accuracy"][m] or 0) for p in (right, wrong)) / diag["videos"]
+            assert mixed == pytest.approx(acc[m]["all"])
 
 
 def test_fit_keeps_the_student_of_every_epoch_and_the_last_is_student_pt(diagnosed_run):

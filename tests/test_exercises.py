@@ -1,13 +1,18 @@
-"""The classroom exercises: the tests of E5, E11, E12, and the tool (skeletons, start, check)."""
+"""The classroom exercises: the tests of E5, E11, E12, and the tool (skeletons, start, check,
+its time limits)."""
 import ast
+import os
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from datw import confidence, datw_weights, discrepancy, fuse_logits
-from exercises import broken_teacher, manifest, reading, skeleton, tau_sweep
+from exercises import broken_teacher, manifest, reading, sandbox, skeleton, tau_sweep
 from exercises.classroom import broken_teacher_classrooms, complementary_classroom
 from exercises.manifest import PROJECT, ManifestError
 
@@ -202,3 +207,83 @@ def test_check_fails_a_skeleton_and_passes_a_finished_exercise(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "E1   FAIL" in done.stdout and "NotImplementedError: E1: write kd_loss" in done.stdout
     assert "E2   PASS" in done.stdout and "Hints for E1" in done.stdout
+
+
+def test_check_names_the_students_file_and_line_first_on_a_syntax_error(tmp_path):
+    work = tmp_path / "mine"
+    assert exercises_cli("start", "--only", "E1", "--dir", str(work)).returncode == 0
+    source = (work / "datw.py").read_text()
+    stub = 'raise NotImplementedError("E1'
+    line = source[:source.index(stub)].count("\n") + 1
+    (work / "datw.py").write_text(source.replace(stub, 'raise NotImplementedError(("E1'))
+    done = exercises_cli("check", "--dir", str(work))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith(f"ERROR {work / 'datw.py'}, line {line}: SyntaxError: ")
+    assert "E1   FAIL" in done.stdout
+
+
+# A test that starts a process, writes its id to a file, and never returns: what the time limit
+# must stop, with the process it started.
+ENDLESS = """import subprocess, sys
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    open({pid_file!r}, "w").write(str(sleeper.pid))
+    while True:
+        pass"""
+
+
+def has_ended(pid, wait=10.0):
+    """True once process `pid` has exited within `wait` seconds (a zombie has: only its exit
+    status is left, for a parent that may never collect it)."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_check_stops_an_endless_loop_and_goes_on_with_the_next_exercise(tmp_path):
+    work = tmp_path / "mine"
+    assert exercises_cli("start", "--only", "E1", "E2", "--dir", str(work)).returncode == 0
+    # E2 finished (the solution's body), kd_loss of E1 an endless loop.
+    finished = skeleton.variant(MANIFEST, stripped=[MANIFEST["E1"]])["datw.py"]
+    stub = 'raise NotImplementedError("E1: write kd_loss, then: python -m exercises check E1")'
+    pid_file = tmp_path / "sleeper.pid"
+    (work / "datw.py").write_text(finished.replace(stub, ENDLESS.format(pid_file=str(pid_file))))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "exercises", "check", "--timeout", "2", "--dir",
+                           str(work)], cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "E1   FAIL  The KD loss: T^2 and batchmean  (timed out after 2 s: an endless loop?)" \
+        in done.stdout
+    assert "E2   PASS" in done.stdout
+    assert time.monotonic() - started < 2 * sandbox.LOADING_SECONDS  # two pytest runs at most
+    assert has_ended(int(pid_file.read_text())), "the process the looping test started survived"
+
+
+@pytest.mark.parametrize("runner", [sandbox.run_pytest, sandbox.run_pytest_forked],
+                         ids=["check", "selftest"])
+def test_a_pytest_run_stops_the_exercise_out_of_time_and_runs_the_others(tmp_path, runner):
+    """Both ways of running pytest, on a project of two tests: E1's loops, E2's passes."""
+    copy = tmp_path / "project"
+    (copy / "exercises").mkdir(parents=True)
+    (copy / "tests").mkdir()
+    (copy / "exercises" / "__init__.py").write_text("")
+    shutil.copy(PROJECT / "exercises" / "pytest_report.py", copy / "exercises")
+    (copy / "pytest.ini").write_text("[pytest]\nmarkers =\n    E1: loops\n    E2: passes\n")
+    pid_file = tmp_path / "sleeper.pid"
+    (copy / "tests" / "test_two.py").write_text(
+        "import pytest\n\n\n@pytest.mark.E1\ndef test_loops():\n    "
+        + ENDLESS.format(pid_file=str(pid_file))
+        + "\n\n\n@pytest.mark.E2\ndef test_passes():\n    pass\n")
+    files = ["tests/test_two.py"]
+    report = sandbox.run_exercises(runner, copy, {"E1": files, "E2": files}, timeout=1)
+    assert report.timed_out == ["E1"]
+    assert [t["outcome"] for t in report.of("E1").values()] == ["timed out"]
+    assert [t["outcome"] for t in report.of("E2").values()] == ["passed"]
+    assert has_ended(int(pid_file.read_text())), "the process the looping test started survived"

@@ -76,7 +76,8 @@ def test_a_model_without_a_defined_top_is_refused_by_name():
 def test_preset_names_three_models_and_a_clip_every_adapter_accepts(preset):
     p = models.PRESETS[preset]
     assert set(p) == {"vit_teacher", "cnn_teacher", "student", "clip", "teacher_finetune"}
-    assert all(part in ("all", "top") for part in p["teacher_finetune"])  # (CNN, ViT)
+    assert set(p["teacher_finetune"]) == {"vit", "cnn"}  # keyed by the teacher's role
+    assert all(part in ("all", "top") for part in p["teacher_finetune"].values())
     assert set(p["clip"]) == {"num_frames", "frame_stride", "size"}
     clip = torch.zeros(1, 3, p["clip"]["num_frames"], p["clip"]["size"], p["clip"]["size"],
                        dtype=torch.uint8)

@@ -37,7 +37,7 @@ def run(tmp_path, data_root, *extra, out="run"):
 @pytest.fixture(scope="module")
 def dry(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("dry")
-    return tmp, run(tmp, data_root, "--dry-run", "--epochs", "1", "--teacher-epochs", "1")
+    return tmp, run(tmp, data_root, "--dry-run", "--epochs", "1", "--cnn-teacher-epochs", "1")
 
 
 def test_dry_run_writes_results_with_every_model_and_metric(dry):
@@ -58,9 +58,9 @@ def test_dry_run_writes_results_with_every_model_and_metric(dry):
 
 
 def test_only_the_last_epoch_is_evaluated_unless_eval_every_says_so(tmp_path, data_root):
-    # (--epochs 2 and --teacher-epochs 2: what --dry-run clamps every stage to)
-    last = run(tmp_path, data_root, "--dry-run", "--epochs", "2", "--teacher-epochs", "2", out="last")
-    every = run(tmp_path, data_root, "--dry-run", "--epochs", "2", "--teacher-epochs", "2",
+    # (--epochs 2 and --cnn-teacher-epochs 2: what --dry-run clamps every stage to)
+    last = run(tmp_path, data_root, "--dry-run", "--epochs", "2", "--cnn-teacher-epochs", "2", out="last")
+    every = run(tmp_path, data_root, "--dry-run", "--epochs", "2", "--cnn-teacher-epochs", "2",
                 "--eval-every", "1", out="every")
     for stage in ("student_ce", "student"):
         first, second = last["history"][stage]
@@ -89,7 +89,7 @@ def test_teachers_are_cached_and_reused(tmp_path, data_root, dry):
     cached = sorted(os.listdir(tmp / "cache"))
     assert len(cached) == 2
     mtimes = [os.path.getmtime(tmp / "cache" / c) for c in cached]
-    run(tmp, data_root, "--dry-run", "--epochs", "1", "--teacher-epochs", "1", "--skip-student-ce",
+    run(tmp, data_root, "--dry-run", "--epochs", "1", "--cnn-teacher-epochs", "1", "--skip-student-ce",
         out="again")
     assert sorted(os.listdir(tmp / "cache")) == cached
     assert [os.path.getmtime(tmp / "cache" / c) for c in cached] == mtimes
@@ -97,8 +97,8 @@ def test_teachers_are_cached_and_reused(tmp_path, data_root, dry):
 
 @pytest.mark.parametrize("argv, vit_changes, cnn_changes", [
     (["--vit-teacher-lr", "1"], True, False), (["--vit-teacher-epochs", "3"], True, False),
-    (["--teacher-lr", "1"], False, True), (["--teacher-epochs", "3"], False, True),
-    (["--vit-teacher-finetune", "all"], True, False), (["--teacher-finetune", "top"], False, True),
+    (["--cnn-teacher-lr", "1"], False, True), (["--cnn-teacher-epochs", "3"], False, True),
+    (["--vit-teacher-finetune", "all"], True, False), (["--cnn-teacher-finetune", "top"], False, True),
     (["--seed", "1"], True, True)])
 def test_a_teachers_cache_key_follows_its_own_recipe_only(argv, vit_changes, cnn_changes):
     # Another recipe is another cache entry, never a silent reuse; the other teacher's schedule
@@ -110,7 +110,7 @@ def test_a_teachers_cache_key_follows_its_own_recipe_only(argv, vit_changes, cnn
 
 def test_the_tiny_vit_teacher_fine_tunes_only_its_top_and_the_cnn_all_of_it(dry):
     tmp, out = dry
-    assert (out["config"]["vit_teacher_finetune"], out["config"]["teacher_finetune"]) == ("top", "all")
+    assert (out["config"]["vit_teacher_finetune"], out["config"]["cnn_teacher_finetune"]) == ("top", "all")
     for role in ("vit", "cnn"):
         name = models.PRESETS["tiny"][f"{role}_teacher"]
         [entry] = [f for f in os.listdir(tmp / "cache") if f.startswith(f"{role}_{name}_")]
@@ -126,14 +126,14 @@ def test_the_tiny_vit_teacher_fine_tunes_only_its_top_and_the_cnn_all_of_it(dry)
 
 @pytest.mark.parametrize("argv, cnn, vit", [([], "all", "top"), (["--teacher-init", "scratch"], "all", "all"),
                                            (["--preset", "paper"], "all", "all"),
-                                           (["--vit-teacher-finetune", "all", "--teacher-finetune", "top"], "top", "all")])
+                                           (["--vit-teacher-finetune", "all", "--cnn-teacher-finetune", "top"], "top", "all")])
 def test_teacher_finetune_defaults_to_the_presets_choice_and_to_all_from_scratch(argv, cnn, vit):
     args = train.get_args_parser().parse_args(argv)
     plumbing.resolve_defaults(args)
-    assert (args.teacher_finetune, args.vit_teacher_finetune) == (cnn, vit)
+    assert (args.cnn_teacher_finetune, args.vit_teacher_finetune) == (cnn, vit)
 
 
-@pytest.mark.parametrize("flag", ["--teacher-finetune", "--vit-teacher-finetune"])
+@pytest.mark.parametrize("flag", ["--cnn-teacher-finetune", "--vit-teacher-finetune"])
 def test_fine_tuning_only_the_top_of_random_teachers_is_refused(flag):
     args = train.get_args_parser().parse_args(["--teacher-init", "scratch", flag, "top"])
     with pytest.raises(SystemExit, match=f"{flag} all"):
@@ -163,9 +163,10 @@ def test_loader_workers_default_to_none_where_they_would_compete_with_torch(monk
     assert args.workers == 3 and args.preload is False  # real videos are decoded on the fly
 
 
-def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root):
+@pytest.mark.parametrize("weighting", ["datw", "camkd"])  # camkd: the one rule that reads the labels
+def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root, weighting):
     preset = models.PRESETS["tiny"]
-    args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST])
+    args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST, "--weighting", weighting])
     train_set, _, _ = plumbing.build_datasets(args, preset["clip"])
     n = len(train_set.classes)
     vit = train.frozen(models.build_model(preset["vit_teacher"], n))
@@ -195,7 +196,7 @@ def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, 
 
 
 def test_resume_after_interruption_ends_with_the_same_numbers(tmp_path, data_root, monkeypatch):
-    base = ["--epochs", "2", "--teacher-epochs", "1", "--skip-student-ce"]  # full epochs, no dry run
+    base = ["--epochs", "2", "--cnn-teacher-epochs", "1", "--skip-student-ce"]  # full epochs, no dry run
     full = run(tmp_path, data_root, *base, out="full")
     real = train.train_one_epoch
 
@@ -220,7 +221,7 @@ def test_resume_after_interruption_ends_with_the_same_numbers(tmp_path, data_roo
 
 def test_non_finite_loss_stops_naming_the_term_and_keeps_the_last_checkpoint(tmp_path, data_root,
                                                                              monkeypatch):
-    base = ["--dry-run", "--epochs", "2", "--teacher-epochs", "1", "--skip-student-ce"]
+    base = ["--dry-run", "--epochs", "2", "--cnn-teacher-epochs", "1", "--skip-student-ce"]
     real, calls = train.kd_loss, {"n": 0}
 
     def kd_blows_up(*a, **kw):
@@ -251,7 +252,7 @@ def test_two_process_ddp_run_on_cpu(tmp_path, data_root):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
            os.path.join(ROOT, "train.py"), "--data-root", data_root, "--out", str(tmp_path / "ddp"),
            "--cache-dir", str(tmp_path / "cache"), *FAST, "--dry-run", "--epochs", "1",
-           "--teacher-epochs", "1", "--device", "cpu"]
+           "--cnn-teacher-epochs", "1", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -261,7 +262,7 @@ def test_two_process_ddp_run_on_cpu(tmp_path, data_root):
 
 def test_same_seed_trains_identical_teachers(tmp_path, data_root):
     """--seed fixes the teachers' initial weights too, so a run's numbers follow from its flags."""
-    base = ["--dry-run", "--epochs", "1", "--teacher-epochs", "1", "--skip-student-ce"]
+    base = ["--dry-run", "--epochs", "1", "--cnn-teacher-epochs", "1", "--skip-student-ce"]
     for name in ("a", "b"):
         run(tmp_path, data_root, *base, "--cache-dir", str(tmp_path / f"cache_{name}"), out=name)
     files = sorted(os.listdir(tmp_path / "cache_a"))
@@ -273,7 +274,7 @@ def test_same_seed_trains_identical_teachers(tmp_path, data_root):
 
 
 def test_from_scratch_setting_stays_reachable_and_trains_other_teachers(tmp_path, data_root, dry):
-    res = run(tmp_path, data_root, "--dry-run", "--epochs", "1", "--teacher-epochs", "1",
+    res = run(tmp_path, data_root, "--dry-run", "--epochs", "1", "--cnn-teacher-epochs", "1",
               "--teacher-init", "scratch", "--student-init", "scratch")
     assert res["config"]["teacher_init"] == res["config"]["student_init"] == "scratch"
     # Another teacher recipe, another cache entry: the pretrained run's teachers are not reused.
