@@ -342,7 +342,7 @@ def run_all(todo, argvs, jobs=1, threads=None):
                 (row, seed, _), argv = job
                 folder = argv[argv.index("--out") + 1]
                 res = load_json(os.path.join(folder, "results.json"))
-                stage = "student_ce" if ROWS[row].ce else "student"
+                stage = "student_ce" if "--skip-student" in argv else "student"  # a CE-only run
                 what = (f"clip_acc@1 {res['models'][stage]['clip_acc@1']:.1f}" if res else
                         f"FAILED (exit code {proc.returncode}; see {folder}/train.log)")
                 left = (time.time() - t0) / done * (len(todo) - done)

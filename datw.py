@@ -1,4 +1,4 @@
-"""DATW: Discrepancy-Aware Teacher Weighting, and the Hinton KD loss that consumes its target.
+"""DATW: Discrepancy-Aware Teacher Weighting, and the KD losses that consume its target.
 
 Reading guide
 -------------
@@ -17,6 +17,8 @@ student is distilled towards the weighted logits  z_target = w_vit z_vit + w_cnn
     w_k = exp(e_k / tau_w) / sum_j exp(e_j / tau_w)   weights, computed without gradient
     z_target = sum_k w_k z_k                         the fused soft target (paper)
     L_KD = T^2 * 1/B sum_b KL(softmax(z_target / T) || softmax(z_s / T))   (Hinton)
+The KD loss is Hinton's (the paper's); `dist_loss` (DIST) is an option for the pretrained
+student (train.py --kd-loss dist).
 Two temperatures, two names: T is the KD temperature (Hinton's), T_c the temperature at which a
 teacher's confidence is read; tau_w sets the contrast of the softmax over teachers.
 
@@ -127,6 +129,34 @@ def kd_loss(student_logits, target_logits, T=4.0):
         # "batchmean" written out: the sum over classes and batch divided by B, not by B*C.
         return T ** 2 * kl / B
 
+
+
+def pearson(a, b, dim):
+    """Pearson correlation of a and b along `dim`: the cosine of the two vectors centred on it."""
+    a = a - a.mean(dim=dim, keepdim=True)
+    b = b - b.mean(dim=dim, keepdim=True)
+    # eps as in DIST's code: a constant row (no spread) gives 0, not NaN
+    return (a * b).sum(dim=dim) / (a.norm(dim=dim) * b.norm(dim=dim) + 1e-8)
+
+
+def dist_loss(student_logits, target_logits, T=4.0):
+    """DIST (Huang et al. 2022): T^2 * [(1 - inter) + (1 - intra)], a KD loss that matches the
+    relations of the two softmaxes, not their values. It was proposed for students far from a
+    stronger teacher; ours is a candidate for a pretrained student (train.py --kd-loss dist).
+
+        Y_s = softmax(z_s / T), Y_t = softmax(z_target / T)           (B, C)
+        inter = mean over the B clips of pearson(Y_s[b, :], Y_t[b, :])    the order of the classes
+        intra = mean over the C classes of pearson(Y_s[:, c], Y_t[:, c])  which clips a class prefers
+    Exact matching is not asked for: any Y_s that is an increasing affine map of Y_t costs 0.
+    DIST's two weights (beta = gamma = 1 in its code) are 1 here; alpha scales the whole term.
+    Needs B >= 2 (intra reads the batch).
+    """
+    with torch.autocast(device_type=student_logits.device.type, enabled=False):  # float32: exp
+        p_s = F.softmax(student_logits.float() / T, dim=1)  # (B, C)
+        p_t = F.softmax(target_logits.detach().float() / T, dim=1)  # (B, C), a fixed target
+        inter = 1.0 - pearson(p_s, p_t, dim=1).mean()  # (B,) correlations over classes -> mean over B
+        intra = 1.0 - pearson(p_s, p_t, dim=0).mean()  # (C,) correlations over the batch -> mean over C
+        return T ** 2 * (inter + intra)
 
 @torch.no_grad()
 def entropy_weights(teacher_logits, student_logits, T_c=1.0, tau_w=0.1):

@@ -192,6 +192,9 @@ def resolve_defaults(args):
         raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
     if args.skip_student and args.skip_student_ce:
         raise SystemExit("--skip-student with --skip-student-ce leaves no student to train; drop one")
+    if args.mixup > 0 and (args.weighting == "camkd" or args.kd_gate == "label"):
+        raise SystemExit("--mixup mixes two labels per clip; --weighting camkd and --kd-gate label read one: "
+                         "drop --mixup or choose another weighting / --kd-gate none")
     for role in TEACHERS:
         for key, table in ((f"{role}_teacher_epochs", TEACHER_EPOCHS), (f"{role}_teacher_lr", TEACHER_LR)):
             if getattr(args, key) is None:

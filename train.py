@@ -48,7 +48,8 @@ import models
 import plumbing
 import reports
 from checkpoints import WeightsError, load_state, published_file
-from datw import fuse_logits, kd_loss, teacher_weights
+from datw import dist_loss, fuse_logits, kd_loss, teacher_weights
+from faults import FAULTS, apply_fault
 from features import FeatureTap, feature_dims
 from plumbing import is_main, log, seed_everything
 from rkd import rkd_loss
@@ -136,12 +137,26 @@ def get_args_parser():
     g.add_argument("--weighting", default="datw", choices=["datw", "uniform", "entropy", "camkd", "vit", "cnn"],
                    help="how the two teachers' logits are mixed (DATW or an ablation baseline; camkd: by each "
                         "teacher's cross-entropy against the label, CA-MKD, Zhang et al. 2022)")
+    g.add_argument("--kd-loss", default="kl", choices=["kl", "dist"],
+                   help="KD loss: Hinton's KL (paper) or DIST's correlations (Huang et al. 2022)")
+    g.add_argument("--kd-gate", default="none", choices=["none", "label"],
+                   help="label: KD only on clips whose fused target's top class is the label (ours, "
+                        "RESULTS.md: where the target is wrong the distilled student follows it)")
+    g.add_argument("--ce-weight", type=float, default=1.0, help="weight of the CE term (paper: 1)")
+    g.add_argument("--mixup", type=float, default=0.0, metavar="A",
+                   help="distillation on mixed clips, lam ~ Beta(A, A) (0: off): function matching, "
+                        "Beyer et al. 2022")
     g.add_argument("--sdd-target", default="residual", choices=["residual", "vit"],
                    help="SDB predicts phi_vit(f_vit) - phi_cnn(f_cnn) (paper) or phi_vit(f_vit)")
     g.add_argument("--rkd-distance-weight", type=float, default=25.0,
                    help="w_d: weight of the RKD distance loss inside the RKD term (Park et al.)")
     g.add_argument("--rkd-angle-weight", type=float, default=50.0,
                    help="w_a: weight of the RKD angle loss (Park et al.); 0 turns the O(B^3) term off")
+    g = p.add_argument_group("a controlled teacher fault (faults.py; an experiment, not the paper)")
+    g.add_argument("--fault", default="none", choices=list(FAULTS),
+                   help="make one teacher uncertain or confidently wrong on the first --fault-classes classes")
+    g.add_argument("--fault-teacher", default="vit", choices=list(plumbing.TEACHERS), help="the faulty teacher")
+    g.add_argument("--fault-classes", type=int, default=3, help="how many classes the fault covers")
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-clips", type=int, default=3, help="temporal clips per video (video_acc@1)")
     g.add_argument("--eval-crops", type=int, default=1, help="spatial crops per clip (video_acc@1)")
@@ -196,13 +211,40 @@ class Distiller(nn.Module):
 
 
 # -------------------------------------------------------------------------- one epoch of training
-def distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args):
-    """The loss terms of one batch (each a float32 scalar) and the mean DATW weights (logged)."""
+def mixup(clip, y, alpha):
+    """Mixed clips for function matching: x = lam x + (1 - lam) x[perm], lam ~ Beta(alpha, alpha),
+    one lam per batch. -> (mixed uint8 clip (B, 3, L, H, W), the partners' labels y[perm], lam).
+    The teachers see the mixed clip; the CE term reads both labels with the same lam."""
+    lam = torch.distributions.Beta(alpha, alpha).sample().item()
+    perm = torch.randperm(clip.shape[0], device=clip.device)
+    mixed = lam * clip.float() + (1 - lam) * clip[perm].float()  # (B, 3, L, H, W) float
+    return mixed.round().to(torch.uint8), y[perm], lam  # back to the loader's uint8 for adapt_input
+
+
+def kd_term(z_s, z_target, y, args):
+    """The KD term and the share of clips it reads: all, or (--kd-gate label) those whose fused
+    target's top class is the label, summed over them and divided by the whole batch B."""
+    loss = dist_loss if args.kd_loss == "dist" else kd_loss
+    if args.kd_gate == "none":
+        return loss(z_s, z_target, T=args.T), z_s.new_ones((), dtype=torch.float32)
+    keep = z_target.argmax(dim=1) == y  # (B,) the target agrees with the label
+    share = keep.float().mean()
+    if not keep.any():
+        return z_s.new_zeros((), dtype=torch.float32), share
+    return loss(z_s[keep], z_target[keep], T=args.T) * share, share  # mean over kept x kept / B
+
+
+def distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args, mix=None):
+    """The loss terms of one batch (each a float32 scalar) and the mean DATW weights (logged).
+    mix: (y_b, lam) when the clips are mixed (--mixup)."""
     # DATW: per-sample weights over the teachers [ViT, CNN], then z_target = sum_k w_k z_k
     w = teacher_weights(args.weighting, [z_vit, z_cnn], z_s, T_c=args.T_c, tau_w=args.tau_w, y=y)
     zero = z_s.new_zeros((), dtype=torch.float32)  # a switched-off term costs nothing
-    return {"ce": F.cross_entropy(z_s.float(), y, reduction="mean"),
-            "kd": kd_loss(z_s, fuse_logits([z_vit, z_cnn], w), T=args.T),
+    ce = F.cross_entropy(z_s.float(), y, reduction="mean")
+    if mix is not None:  # mixed clips: the labels mixed with the clips' own lam
+        ce = mix[1] * ce + (1 - mix[1]) * F.cross_entropy(z_s.float(), mix[0], reduction="mean")
+    kd, kept = kd_term(z_s, fuse_logits([z_vit, z_cnn], w), y, args)
+    return {"ce": ce, "kd": kd, "kd_kept": kept,
             "sdd": sdd_loss(pred, target) if pred is not None else zero,
             "rkd": rkd_loss(f_s["embed"], f_vit["embed"], w_d=args.rkd_distance_weight,
                             w_a=args.rkd_angle_weight) if args.gamma > 0 else zero,
@@ -227,14 +269,20 @@ def train_one_epoch(net, loader, optimizer, scheduler, scaler, args, spec, teach
                 terms = {"ce": F.cross_entropy(z.float(), y, reduction="mean")}
                 loss = terms["ce"]
             else:
-                vit, cnn = teachers["vit"], teachers["cnn"]
+                mix = None
+                if args.mixup > 0:  # one batch of mixed clips for all three models
+                    clip, y_b, lam = mixup(clip, y, args.mixup)
+                    mix = (y_b, lam)
                 with torch.no_grad():  # teachers only provide targets: no graph, no gradient
-                    z_vit, f_vit = vit.tap(models.adapt_input(clip, vit.spec))
-                    z_cnn, f_cnn = cnn.tap(models.adapt_input(clip, cnn.spec))
-                z_s, f_s, pred, target = net(models.adapt_input(clip, spec), f_vit["map"], f_cnn["map"])
-                terms = distillation_terms(z_s, f_s, pred, target, z_vit, f_vit, z_cnn, y, args)
-                # Paper: L = CE + alpha * KD_DATW + beta * SDD + gamma * RKD
-                loss = terms["ce"] + args.alpha * terms["kd"] + args.beta * terms["sdd"] + args.gamma * terms["rkd"]
+                    z, f = {}, {}
+                    for role, t in teachers.items():
+                        z[role], f[role] = t.tap(models.adapt_input(clip, t.spec))
+                    r = args.fault_teacher  # --fault: an experiment's deliberately faulty teacher
+                    z[r] = apply_fault(z[r], args.fault, args.fault_classes)
+                z_s, f_s, pred, target = net(models.adapt_input(clip, spec), f["vit"]["map"], f["cnn"]["map"])
+                terms = distillation_terms(z_s, f_s, pred, target, z["vit"], f["vit"], z["cnn"], y, args, mix)
+                # Paper: L = CE + alpha * KD_DATW + beta * SDD + gamma * RKD (--ce-weight: 1)
+                loss = args.ce_weight * terms["ce"] + args.alpha * terms["kd"] + args.beta * terms["sdd"] + args.gamma * terms["rkd"]
         values = {k: v.item() for k, v in terms.items()}  # note: a CPU-GPU sync, once per step
         for k, v in values.items():
             if not math.isfinite(v):
