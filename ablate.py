@@ -79,6 +79,7 @@ from typing import NamedTuple
 
 import torch
 
+import options
 import plumbing
 import stats
 import train
@@ -236,7 +237,7 @@ def row_argv(row, seed, out, passthrough, val, skip_ce, settings=None):
 def resolved(argv):
     """train.py's arguments as its main() resolves them, before config.json is written."""
     parsed = train.get_args_parser().parse_args(argv)
-    plumbing.resolve_defaults(parsed)
+    options.resolve_defaults(parsed)
     return parsed
 
 

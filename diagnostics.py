@@ -50,6 +50,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 import models
+import options
 import plumbing
 import synthetic
 import train
@@ -287,7 +288,7 @@ def load_run(run_dir, workers=None, device="cpu"):
     # (today's names: a run made before flags were renamed holds the old ones)
     vars(args).update(plumbing.current_names(read_json(os.path.join(run_dir, "config.json"), redo)))
     results = read_json(os.path.join(run_dir, "results.json"), redo)
-    args.workers = plumbing.default_workers(device) if workers is None else workers
+    args.workers = options.default_workers(device) if workers is None else workers
     args.device = device
     preset = models.PRESETS[args.preset]
     train_set, eval_set, root = plumbing.build_datasets(args, preset["clip"])
@@ -429,7 +430,7 @@ def get_args_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run_dir", help="a finished train.py run (its --out), e.g. runs/default")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers " + plumbing.WORKERS_HELP)
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers " + options.WORKERS_HELP)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 

@@ -59,7 +59,7 @@ import torch
 import data
 import deploy
 import models
-import plumbing
+import options
 import synthetic
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -67,7 +67,7 @@ EXPORT_EXTRA = "pip install -r requirements-export.txt"
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=plumbing.DefaultsFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=options.DefaultsFormatter)
     p.add_argument("student", help="a finished train.py run folder (its --out) or a student .pt file")
     p.add_argument("--format", default="onnx", choices=sorted(FORMATS),
                    help="onnx (ONNX Runtime, any language) or torchscript (libtorch, C++)")

@@ -7,10 +7,9 @@ resumable. train.py reads as the method and calls these helpers; what a run repo
 
   processes      `setup_distributed`, `is_main`, `log`, `sum_over_ranks`: torchrun sets RANK /
                  WORLD_SIZE; rank 0 writes every file and prints every line.
-  settings       `resolve_defaults` (the teacher schedule --teacher-init implies), `timed`
-                 (a stage's wall time for the report), the --help formatter; renamed settings
-                 (`RenamedFlag` for a flag's earlier name, `current_names` for a config saved
-                 under them), so that runs made before a rename still read and resume.
+  settings       `timed` (a stage's wall time for the report); `current_names` reads a config
+                 saved under a setting's earlier name, so that runs made before a rename still
+                 read and resume (the flags and their defaults: options.py).
   seeds          `seed_of(*keys)` turns e.g. (seed, "student", epoch) into a stable 32-bit seed,
                  `seed_everything(*keys)` seeds Python, NumPy and torch with it. Every epoch
                  starts from such a state, so shuffling, augmentation and dropout of an epoch
@@ -37,14 +36,12 @@ resumable. train.py reads as the method and calls these helpers; what a run repo
                  teacher, so a cached teacher is reused only by a run that would have trained the
                  same one.
 """
-import argparse
 import contextlib
 import hashlib
 import json
 import math
 import os
 import random
-import sys
 import time
 from typing import NamedTuple
 
@@ -62,20 +59,6 @@ import synthetic
 # Bump when the teacher training code changes: it invalidates every cached teacher.
 TEACHER_RECIPE_VERSION = 5
 TEACHERS = ("vit", "cnn")  # the two teachers' roles: the keys of every per-teacher table
-# Each teacher's epochs and peak learning rate when --vit/--cnn-teacher-epochs and -lr are not
-# given, by --teacher-init; chosen on validation (RESULTS.md, "How the benchmark's fixed settings
-# were chosen"): fewer epochs left the teachers less accurate. From scratch the ViT needs the
-# most epochs, having the least inductive bias to learn from a small training split.
-TEACHER_EPOCHS = {"vit": {"pretrained": 30, "scratch": 30}, "cnn": {"pretrained": 20, "scratch": 12}}
-TEACHER_LR = {"vit": {"pretrained": 2e-3, "scratch": 1e-3}, "cnn": {"pretrained": 4e-3, "scratch": 2e-3}}
-# Student peak learning rate (both student stages) by --student-init, tuned on validation for
-# each init and for the CE-only student (its best is the distilled student's best too): a
-# student from random weights needs a larger step than one fine-tuned from the zoo.
-STUDENT_LR = {"pretrained": 2e-3, "scratch": 8e-3}
-# On a CPU with few cores the model already keeps every core busy: loader processes would only
-# take cores from torch's threads and slow the training step down (RESULTS.md, "Timings behind
-# the code's comments"). With more cores, or on a GPU, two workers decode while the model computes.
-WORKERS_HELP = "(default: 0 on a CPU with at most 4 cores, else 2)"
 # Settings that never change a run's numbers: a checkpoint written with others still fits
 # (--pretrained-dir only says where the same published files lie).
 NOT_IN_RUN_KEY = ("resume", "workers", "device", "preload", "pretrained_dir", "check_weights")
@@ -133,40 +116,9 @@ def seed_everything(*keys):
 
 
 # ------------------------------------------------------------------------------------ settings
-def defaults_help(table):
-    """Help text: the defaults of a {"pretrained": value, "scratch": value} table."""
-    return f"(default: {table['pretrained']:g} to fine-tune, {table['scratch']:g} from scratch)"
-
-
-class RenamedFlag(argparse.Action):
-    """A flag's earlier name: sets what the flag `new` sets, says once that it is renamed, and
-    stays out of --help."""
-
-    told = set()  # the old names already reported in this process (ablate.py parses often)
-
-    def __init__(self, option_strings, dest, new, **kwargs):
-        kwargs.update(default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        super().__init__(option_strings, new.lstrip("-").replace("-", "_"), **kwargs)
-        self.new = new
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if option_string not in RenamedFlag.told:
-            RenamedFlag.told.add(option_string)
-            print(f"note: {option_string} is now {self.new} (the old name still works)", file=sys.stderr,
-                  flush=True)
-        setattr(namespace, self.dest, values)
-
-
 def current_names(config):
     """A run's saved settings (config.json, a checkpoint's) under today's names."""
     return {RENAMED_SETTINGS.get(k, k): v for k, v in config.items()}
-
-
-class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """--help with "(default: ...)", except where the default is resolved later (None)."""
-
-    def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
 
 
 @contextlib.contextmanager
@@ -175,47 +127,6 @@ def timed(seconds, stage):
     t0 = time.time()
     yield
     seconds[stage] = time.time() - t0
-
-
-def default_workers(device):
-    """DataLoader workers when none are asked for: see WORKERS_HELP."""
-    return 0 if device == "cpu" and (os.cpu_count() or 1) <= 4 else 2
-
-
-def resolve_defaults(args):
-    """Refuse an unknown preset and contradictory flags; fill the teacher epochs, learning rates
-    and fine-tuned parts that --teacher-init (and the preset) imply, the student learning rate
-    --student-init implies, the loader workers the machine implies and --preload, and clamp every
-    stage to 2 epochs under --dry-run. The resolved values are what config.json and the cache
-    keys record."""
-    if args.preset not in models.PRESETS:
-        raise SystemExit(f"unknown --preset {args.preset!r}; valid: {', '.join(sorted(models.PRESETS))}")
-    if args.skip_student and args.skip_student_ce:
-        raise SystemExit("--skip-student with --skip-student-ce leaves no student to train; drop one")
-    if args.mixup > 0 and (args.weighting == "camkd" or args.kd_gate == "label"):
-        raise SystemExit("--mixup mixes two labels per clip; --weighting camkd and --kd-gate label read one: "
-                         "drop --mixup or choose another weighting / --kd-gate none")
-    for role in TEACHERS:
-        for key, table in ((f"{role}_teacher_epochs", TEACHER_EPOCHS), (f"{role}_teacher_lr", TEACHER_LR)):
-            if getattr(args, key) is None:
-                setattr(args, key, table[role][args.teacher_init])
-        key = f"{role}_teacher_finetune"
-        if getattr(args, key) is None:  # the preset's choice; from random weights there is no top
-            preset_choice = models.PRESETS[args.preset]["teacher_finetune"][role]
-            setattr(args, key, "all" if args.teacher_init == "scratch" else preset_choice)
-        if getattr(args, key) == "top" and args.teacher_init == "scratch":
-            flag = "--" + key.replace("_", "-")
-            raise SystemExit(f"{flag} top keeps the pretrained layers below the top; with --teacher-init "
-                             f"scratch they would stay random: use {flag} all")
-    if args.lr is None:
-        args.lr = STUDENT_LR[args.student_init]
-    if args.preload is None:  # the synthetic set decodes to ~150 MB; real HMDB51 to ~150 GB
-        args.preload = args.dataset == "synthetic"
-    if args.workers is None:
-        args.workers = default_workers(args.device)
-    if args.dry_run:  # a quick end-to-end check: at most 2 epochs of 2 steps in every stage
-        for k in ("epochs", "vit_teacher_epochs", "cnn_teacher_epochs"):
-            setattr(args, k, min(getattr(args, k), 2))
 
 
 # ------------------------------------------------------------------------------- data, loaders

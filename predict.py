@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 import data
 import deploy
-import plumbing
+import options
 from decode import VideoDecodeError, count_frames
 
 # Extensions a folder is searched for (files named on the command line are always tried).
@@ -48,7 +48,7 @@ VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".m
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=plumbing.DefaultsFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=options.DefaultsFormatter)
     p.add_argument("student", help="a finished train.py run folder (its --out) or a student .pt file")
     p.add_argument("videos", nargs="+", help="video files, or folders searched for videos")
     p.add_argument("--clips", type=int, default=None,

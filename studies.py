@@ -106,7 +106,7 @@ def collect():
                 res = finished(row, seed)
                 if res is None:
                     continue
-                m = res["models"]["student_ce" if "--skip-student" in flags else "student"]["last"]
+                m = res["models"]["student_ce" if "--skip-student" in flags else "student"]
                 out.append({"study": name, "row": row, "label": label, "seed": seed,
                             "clip_acc@1": round(m["clip_acc@1"], 4), "video_acc@1": round(m["video_acc@1"], 4)})
     return out

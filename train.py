@@ -33,7 +33,6 @@ report files reports.py; every epoch starts from an RNG state seeded by (seed, t
 key, epoch), so --resume ends as a run never stopped.
 DDP: `torchrun --nproc_per_node=N train.py ...`.
 """
-import argparse
 import math
 import time
 from typing import NamedTuple
@@ -45,131 +44,17 @@ from torch.utils.data import Subset
 from tqdm import tqdm
 
 import models
+import options
 import plumbing
 import reports
-from checkpoints import WeightsError, load_state, published_file
+from checkpoints import WeightsError, load_state
 from datw import dist_loss, fuse_logits, kd_loss, teacher_weights
-from faults import FAULTS, apply_fault
+from faults import apply_fault
 from features import FeatureTap, feature_dims
+from options import get_args_parser  # the flags: options.py
 from plumbing import is_main, log, seed_everything
 from rkd import rkd_loss
 from sdd import SDDHead, sdd_loss
-
-def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], add_help=True,
-                                formatter_class=plumbing.DefaultsFormatter)
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="synthetic", choices=["synthetic", "hmdb51"],
-                   help="built-in synthetic 'tiny HMDB51' (generated on first use) or real HMDB51")
-    g.add_argument("--data-root", default=None,
-                   help="dataset root in the HMDB51 layout (default for synthetic: data/synthetic)")
-    g.add_argument("--video-dir", default=None, help="videos folder if not <data-root>")
-    g.add_argument("--split-dir", default=None,
-                   help="split-file folder if not <data-root>/testTrainMulti_7030_splits")
-    g.add_argument("--split", type=int, default=1, choices=[1, 2, 3], help="official split")
-    g.add_argument("--synthetic-videos-per-class", type=int, default=None,
-                   help="size of the synthetic set (default: synthetic.py's default)")
-    g.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic set's content")
-    g.add_argument("--val-fraction", type=float, default=0.0,
-                   help="if > 0, evaluate on this held-out fraction of the training videos (for tuning)")
-    g.add_argument("--min-crop-scale", type=float, default=0.5,
-                   help="training crops cover this much of the frame's area at least (RandomResizedCrop)")
-    g.add_argument("--skip-missing", action="store_true",
-                   help="skip videos listed in split files but missing on disk (reports the count)")
-    g.add_argument("--check", action="store_true", help="list unreadable or too-short videos, then exit")
-    g.add_argument("--workers", type=int, default=None, help="DataLoader workers per process " + plumbing.WORKERS_HELP)
-    g.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None,
-                   help="decode every video once and keep it in memory (default: only for the synthetic set)")
-    g = p.add_argument_group("models")
-    g.add_argument("--preset", default="tiny", help=f"one of {sorted(models.PRESETS)}")
-    g.add_argument("--teacher-init", default="pretrained", choices=["pretrained", "scratch"],
-                   help="teachers start from Kinetics-400 weights (tiny: the zoo in weights/) or random")
-    g.add_argument("--student-init", default="scratch", choices=["pretrained", "scratch"], help="as above")
-    files = {preset: ", ".join(published_file(models.PRESETS[preset][role])[0] for role in plumbing.ROLES)
-             for preset in ("paper", "torchvision")}  # the published names, from checkpoints.py's URLs
-    g.add_argument("--pretrained-dir", default=None, metavar="FOLDER",
-                   help=f"offline Kinetics-400 weights: a folder holding the published files under their "
-                        f"published names (paper: {files['paper']}; torchvision: {files['torchvision']}), "
-                        f"looked in before torch.hub's cache and a download (default: none)")
-    g.add_argument("--check-weights", action="store_true",
-                   help="load every model of the run with the weights it would start from, print "
-                        "where they came from, then exit without reading data (before a GPU job)")
-    for flag, role, who in (("--vit-teacher-finetune", "vit", "ViT"), ("--cnn-teacher-finetune", "cnn", "CNN")):
-        g.add_argument(flag, default=None, choices=["all", "top"], help=f"a pretrained {who} teacher fine-tunes all "
-                       f"layers or only its last stage + classifier (models.TOP_LAYERS; default: the preset's, "
-                       f"tiny: {models.PRESETS['tiny']['teacher_finetune'][role]})")
-    g.add_argument("--vit-teacher-ckpt", default=None, help="fine-tuned ViT teacher state dict")
-    g.add_argument("--cnn-teacher-ckpt", default=None, help="fine-tuned CNN teacher state dict")
-    g.add_argument("--cache-dir", default="runs/teacher_cache", help="where trained teachers are kept")
-    g = p.add_argument_group("optimization (AdamW, linear warm-up then cosine decay per step)")
-    g.add_argument("--epochs", type=int, default=15, help="student epochs (both student stages)")
-    g.add_argument("--vit-teacher-epochs", type=int, default=None,
-                   help="ViT teacher epochs " + plumbing.defaults_help(plumbing.TEACHER_EPOCHS["vit"]))
-    g.add_argument("--cnn-teacher-epochs", type=int, default=None,
-                   help="CNN teacher epochs " + plumbing.defaults_help(plumbing.TEACHER_EPOCHS["cnn"]))
-    g.add_argument("--vit-teacher-lr", type=float, default=None,
-                   help="ViT teacher peak learning rate " + plumbing.defaults_help(plumbing.TEACHER_LR["vit"]))
-    g.add_argument("--cnn-teacher-lr", type=float, default=None,
-                   help="CNN teacher peak learning rate " + plumbing.defaults_help(plumbing.TEACHER_LR["cnn"]))
-    # Earlier names of the CNN teacher's flags (they read as if they set both): a note, no --help
-    g.add_argument("--teacher-epochs", action=plumbing.RenamedFlag, new="--cnn-teacher-epochs", type=int)
-    g.add_argument("--teacher-lr", action=plumbing.RenamedFlag, new="--cnn-teacher-lr", type=float)
-    g.add_argument("--teacher-finetune", action=plumbing.RenamedFlag, new="--cnn-teacher-finetune",
-                   choices=["all", "top"])
-    g.add_argument("--batch-size", type=int, default=16, help="clips per step and process")
-    g.add_argument("--lr", type=float, default=None, help="student peak lr " + plumbing.defaults_help(plumbing.STUDENT_LR))
-    g.add_argument("--wd", type=float, default=0.05, help="AdamW weight decay")
-    g.add_argument("--clip-grad", type=float, default=5.0, help="max gradient norm (0: off), for RKD spikes")
-    g.add_argument("--warmup-epochs", type=float, default=2.0, help="linear warm-up length")
-    g.add_argument("--skip-student-ce", action="store_true", help="skip the CE-only baseline")
-    g.add_argument("--skip-student", action="store_true",
-                   help="train the CE-only baseline and stop: no distillation (the teachers are still "
-                        "fine-tuned or loaded, for the report); ablate.py's CE rows")
-    g = p.add_argument_group("distillation (Paper: loss = CE + alpha*KD + beta*SDD + gamma*RKD)")
-    g.add_argument("--alpha", type=float, default=1.0, help="alpha: weight of the DATW KD term")
-    g.add_argument("--beta", type=float, default=1.0, help="beta: weight of the SDD term")
-    g.add_argument("--gamma", type=float, default=0.01,
-                   help="gamma: weight of the RKD term w_d * L_D + w_a * L_A (tuned on validation)")
-    g.add_argument("--T", type=float, default=4.0, help="T: softmax temperature of the KD loss (scaled by T^2)")
-    g.add_argument("--tau-w", type=float, default=0.1, help="tau_w: DATW's softmax temperature over teachers")
-    g.add_argument("--T-c", type=float, default=1.0,
-                   help="T_c: temperature of the confidence c_k (T would flatten every c_k to ~0)")
-    g.add_argument("--weighting", default="datw", choices=["datw", "uniform", "entropy", "camkd", "vit", "cnn"],
-                   help="how the two teachers' logits are mixed (DATW or an ablation baseline; camkd: by each "
-                        "teacher's cross-entropy against the label, CA-MKD, Zhang et al. 2022)")
-    g.add_argument("--kd-loss", default="kl", choices=["kl", "dist"],
-                   help="KD loss: Hinton's KL (paper) or DIST's correlations (Huang et al. 2022)")
-    g.add_argument("--kd-gate", default="none", choices=["none", "label"],
-                   help="label: KD only on clips whose fused target's top class is the label (ours, "
-                        "RESULTS.md: where the target is wrong the distilled student follows it)")
-    g.add_argument("--ce-weight", type=float, default=1.0, help="weight of the CE term (paper: 1)")
-    g.add_argument("--mixup", type=float, default=0.0, metavar="A",
-                   help="distillation on mixed clips, lam ~ Beta(A, A) (0: off): function matching, "
-                        "Beyer et al. 2022")
-    g.add_argument("--sdd-target", default="residual", choices=["residual", "vit"],
-                   help="SDB predicts phi_vit(f_vit) - phi_cnn(f_cnn) (paper) or phi_vit(f_vit)")
-    g.add_argument("--rkd-distance-weight", type=float, default=25.0,
-                   help="w_d: weight of the RKD distance loss inside the RKD term (Park et al.)")
-    g.add_argument("--rkd-angle-weight", type=float, default=50.0,
-                   help="w_a: weight of the RKD angle loss (Park et al.); 0 turns the O(B^3) term off")
-    g = p.add_argument_group("a controlled teacher fault (faults.py; an experiment, not the paper)")
-    g.add_argument("--fault", default="none", choices=list(FAULTS),
-                   help="make one teacher uncertain or confidently wrong on the first --fault-classes classes")
-    g.add_argument("--fault-teacher", default="vit", choices=list(plumbing.TEACHERS), help="the faulty teacher")
-    g.add_argument("--fault-classes", type=int, default=3, help="how many classes the fault covers")
-    g = p.add_argument_group("evaluation")
-    g.add_argument("--eval-clips", type=int, default=3, help="temporal clips per video (video_acc@1)")
-    g.add_argument("--eval-crops", type=int, default=1, help="spatial crops per clip (video_acc@1)")
-    g.add_argument("--eval-every", type=int, default=0, help="also evaluate every N epochs (0: last only; 1: curves)")
-    g = p.add_argument_group("run")
-    g.add_argument("--out", default="runs/default", help="output folder")
-    g.add_argument("--seed", type=int, default=0, help="random seed (recorded in results.json)")
-    g.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    g.add_argument("--amp", action="store_true", help="mixed precision on CUDA (losses in float32)")
-    g.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-    g.add_argument("--dry-run", action="store_true", help="<= 2 epochs of 2 steps per stage, 2 eval batches")
-    return p
-
 
 class NonFiniteLoss(RuntimeError): ...
 
@@ -371,7 +256,7 @@ def load_data(args, preset):
 
 def main(argv=None):
     args = get_args_parser().parse_args(argv)
-    plumbing.resolve_defaults(args)  # refuses contradictions; fills the init-dependent defaults
+    options.resolve_defaults(args)  # refuses contradictions; fills the init-dependent defaults
     if args.check_weights:  # every model with its starting weights, no data, no output files
         return {"weights": plumbing.check_weights(args)}
     args.device = plumbing.setup_distributed(args.device)

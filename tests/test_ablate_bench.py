@@ -16,7 +16,7 @@ import ablate
 import data
 import bench
 import models
-import plumbing
+import options
 import reports
 import synthetic
 import train
@@ -142,7 +142,7 @@ def test_finished_run_with_other_settings_is_an_error_not_a_silent_reuse(sweep, 
 def test_a_flag_added_to_train_py_after_a_run_is_a_warning_not_an_error(tmp_path):
     argv = ["--epochs", "3"]
     parsed = train.get_args_parser().parse_args(argv)
-    plumbing.resolve_defaults(parsed)  # a run's config.json holds the resolved teacher schedule
+    options.resolve_defaults(parsed)  # a run's config.json holds the resolved teacher schedule
     saved = json.loads(json.dumps(vars(parsed), default=str))
     assert ablate.settings_mismatch(saved, argv) == ([], [])
     del saved["vit_teacher_lr"]  # as if the run was made before train.py had --vit-teacher-lr

@@ -18,6 +18,7 @@ import torch
 
 import ablate
 import diagnostics
+import options
 import plumbing
 import reports
 import train
@@ -45,7 +46,7 @@ ABLATION_CSV_COLUMNS = [
 
 def cache_key(argv, role, name):
     args = train.get_args_parser().parse_args(["--data-root", ROOT, "--workers", "0", "--device", "cpu", *argv])
-    plumbing.resolve_defaults(args)
+    options.resolve_defaults(args)
     return plumbing.teacher_cache_key(args, role, name, ROOT, 280)[0]
 
 
@@ -66,7 +67,7 @@ def test_a_data_folder_reached_through_a_symlink_finds_the_same_cached_teachers(
     real.mkdir()
     (tmp_path / "link").symlink_to(real, target_is_directory=True)
     args = train.get_args_parser().parse_args(["--workers", "0", "--device", "cpu"])
-    plumbing.resolve_defaults(args)
+    options.resolve_defaults(args)
     keys = [plumbing.teacher_cache_key(args, "cnn", "x3d_m_tiny", str(p), 280)[0]
             for p in (real, tmp_path / "link", tmp_path / "link" / ".." / "real")]
     assert keys[0] == keys[1] == keys[2]
@@ -84,7 +85,7 @@ def test_the_old_flag_names_give_the_same_cache_key():
 
 # -------------------------------------------------------------------------------- the aliases
 def test_old_teacher_flags_set_the_cnn_teacher_say_so_once_and_stay_out_of_help(capsys, monkeypatch):
-    monkeypatch.setattr(plumbing.RenamedFlag, "told", set())
+    monkeypatch.setattr(options.RenamedFlag, "told", set())
     argv = ["--teacher-epochs", "3", "--teacher-lr", "0.5", "--teacher-finetune", "top"]
     for _ in range(2):  # ablate.py parses the same flags many times: one note per flag
         args = train.get_args_parser().parse_args(argv)

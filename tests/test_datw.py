@@ -351,3 +351,31 @@ def test_camkd_in_float32_finite_and_with_actionable_errors():
         teacher_weights("camkd", [big[0], big[1]], big[2])
     with pytest.raises(ValueError, match="K >= 2"):
         camkd_weights([big[0]], big[2], y)
+
+
+def naive_dist(z_s, z_t, T):
+    """DIST from its definition: 1 - Pearson r per clip (over classes) and per class (over clips),
+    each averaged, scaled by T^2; numpy's corrcoef as the reference correlation."""
+    import numpy as np
+    p_s = torch.softmax(z_s.double() / T, 1).numpy()
+    p_t = torch.softmax(z_t.double() / T, 1).numpy()
+    inter = np.mean([np.corrcoef(p_s[b], p_t[b])[0, 1] for b in range(p_s.shape[0])])
+    intra = np.mean([np.corrcoef(p_s[:, c], p_t[:, c])[0, 1] for c in range(p_s.shape[1])])
+    return T ** 2 * ((1 - inter) + (1 - intra))
+
+
+@pytest.mark.parametrize("T", [1.0, 4.0])
+def test_dist_loss_equals_one_minus_pearson_from_numpy(T):
+    from datw import dist_loss
+    g = torch.Generator().manual_seed(3)
+    z_s, z_t = torch.randn(6, 9, generator=g) * 3, torch.randn(6, 9, generator=g) * 3
+    assert dist_loss(z_s, z_t, T=T).item() == pytest.approx(naive_dist(z_s, z_t, T), rel=1e-4)
+
+
+def test_dist_loss_is_zero_for_a_matching_student_and_its_gradient_reaches_only_the_student():
+    from datw import dist_loss
+    z_t = torch.randn(5, 9)
+    assert dist_loss(z_t.clone(), z_t, T=1.0).item() == pytest.approx(0.0, abs=1e-5)
+    z_s, z_t = torch.randn(5, 9, requires_grad=True), torch.randn(5, 9, requires_grad=True)
+    dist_loss(z_s, z_t).backward()
+    assert z_s.grad.abs().sum() > 0 and z_t.grad is None

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import models
+import options
 import plumbing
 import synthetic
 import train
@@ -129,7 +130,7 @@ def test_the_tiny_vit_teacher_fine_tunes_only_its_top_and_the_cnn_all_of_it(dry)
                                            (["--vit-teacher-finetune", "all", "--cnn-teacher-finetune", "top"], "top", "all")])
 def test_teacher_finetune_defaults_to_the_presets_choice_and_to_all_from_scratch(argv, cnn, vit):
     args = train.get_args_parser().parse_args(argv)
-    plumbing.resolve_defaults(args)
+    options.resolve_defaults(args)
     assert (args.cnn_teacher_finetune, args.vit_teacher_finetune) == (cnn, vit)
 
 
@@ -137,7 +138,7 @@ def test_teacher_finetune_defaults_to_the_presets_choice_and_to_all_from_scratch
 def test_fine_tuning_only_the_top_of_random_teachers_is_refused(flag):
     args = train.get_args_parser().parse_args(["--teacher-init", "scratch", flag, "top"])
     with pytest.raises(SystemExit, match=f"{flag} all"):
-        plumbing.resolve_defaults(args)
+        options.resolve_defaults(args)
 
 
 def test_a_synthetic_set_redrawn_in_the_same_folder_gets_new_teachers(tmp_path):
@@ -156,17 +157,19 @@ def test_loader_workers_default_to_none_where_they_would_compete_with_torch(monk
                                                                              device, workers):
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
     args = train.get_args_parser().parse_args(["--device", device])
-    plumbing.resolve_defaults(args)
+    options.resolve_defaults(args)
     assert args.workers == workers and args.preload is True  # the synthetic set is preloaded
     args = train.get_args_parser().parse_args(["--dataset", "hmdb51", "--workers", "3"])
-    plumbing.resolve_defaults(args)
+    options.resolve_defaults(args)
     assert args.workers == 3 and args.preload is False  # real videos are decoded on the fly
 
 
-@pytest.mark.parametrize("weighting", ["datw", "camkd"])  # camkd: the one rule that reads the labels
-def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root, weighting):
+@pytest.mark.parametrize("flags", [["--weighting", "datw"],
+                                     ["--weighting", "camkd", "--kd-gate", "label"],  # both read the labels
+                                     ["--mixup", "0.4", "--kd-loss", "dist", "--fault", "wrong"]])
+def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, data_root, flags):
     preset = models.PRESETS["tiny"]
-    args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST, "--weighting", weighting])
+    args = train.get_args_parser().parse_args(["--data-root", data_root, *FAST, *flags])
     train_set, _, _ = plumbing.build_datasets(args, preset["clip"])
     n = len(train_set.classes)
     vit = train.frozen(models.build_model(preset["vit_teacher"], n))
@@ -186,7 +189,7 @@ def test_distillation_never_changes_teachers_or_their_batchnorm_statistics(dry, 
     loader = plumbing.train_loader(train_set, args, (0, "t", 0))
     stats = train.train_one_epoch(net, loader, opt, sched, scaler, args, specs["student"], teachers,
                                   max_steps=2)
-    assert stats["kd"] > 0 and stats["sdd"] > 0 and stats["rkd"] >= 0
+    assert stats["kd"] > 0 and stats["sdd"] > 0 and stats["rkd"] >= 0 and 0 < stats["kd_kept"] <= 1
     assert not vit.training and not cnn.training
     for k, m in (("vit", vit), ("cnn", cnn)):
         for name, t in m.state_dict().items():
@@ -283,3 +286,44 @@ def test_from_scratch_setting_stays_reachable_and_trains_other_teachers(tmp_path
         train.get_args_parser().parse_args(["--teacher-init", "scratch"]), "vit", "m", ".", 10)
     assert key_pre != key_scr
     assert set(res["models"]) == {"vit_teacher", "cnn_teacher", "student", "student_ce"}
+
+
+def test_the_label_gate_sums_kd_over_the_clips_whose_target_is_right_divided_by_the_whole_batch():
+    from datw import kd_loss
+    args = train.get_args_parser().parse_args(["--kd-gate", "label"])
+    g = torch.Generator().manual_seed(0)
+    z_s, z_t = torch.randn(6, 9, generator=g), torch.randn(6, 9, generator=g)
+    y = z_t.argmax(1).clone()
+    y[:2] = (y[:2] + 1) % 9  # the target contradicts the label on clips 0 and 1
+    kd, kept = train.kd_term(z_s, z_t, y, args)
+    naive = sum(kd_loss(z_s[b:b + 1], z_t[b:b + 1], T=args.T) for b in range(2, 6)) / 6
+    assert kd.item() == pytest.approx(naive.item(), rel=1e-5) and kept.item() == pytest.approx(4 / 6)
+    kd, kept = train.kd_term(z_s, z_t, (z_t.argmax(1) + 1) % 9, args)  # wrong everywhere: no KD
+    assert kd.item() == 0 and kept.item() == 0
+    args.kd_gate = "none"
+    assert train.kd_term(z_s, z_t, y, args)[0].item() == pytest.approx(kd_loss(z_s, z_t).item())
+
+
+def test_mixup_mixes_the_clips_and_the_labels_with_the_same_coefficient():
+    torch.manual_seed(0)
+    clip = torch.randint(0, 256, (4, 3, 2, 4, 4), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 2, 3])  # label b for clip b: the partner's label names its clip
+    mixed, y_b, lam = train.mixup(clip, y, 0.4)
+    assert 0 <= lam <= 1 and mixed.dtype == torch.uint8
+    expected = (lam * clip.float() + (1 - lam) * clip[y_b].float()).round()
+    assert torch.equal(mixed.float(), expected)  # clip b mixed with clip y_b[b], weight lam
+    args = train.get_args_parser().parse_args([])
+    z = torch.randn(4, 9)
+    z_t = [torch.randn(4, 9), torch.randn(4, 9)]
+    args.beta = args.gamma = 0
+    terms = train.distillation_terms(z, {"embed": None}, None, None, z_t[0], {"embed": None}, z_t[1], y, args,
+                                     mix=(y_b, lam))
+    ce = torch.nn.functional.cross_entropy
+    assert terms["ce"].item() == pytest.approx((lam * ce(z, y) + (1 - lam) * ce(z, y_b)).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("flags", [["--weighting", "camkd"], ["--kd-gate", "label"]])
+def test_mixup_with_an_option_that_reads_one_label_per_clip_is_refused(flags):
+    args = train.get_args_parser().parse_args(["--mixup", "0.4", *flags])
+    with pytest.raises(SystemExit, match="--mixup mixes two labels"):
+        options.resolve_defaults(args)
