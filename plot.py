@@ -18,9 +18,19 @@ is missing) and writes four PNGs of FIGSIZE at DPI (800 x 400 px, a README colum
                       epoch, per kind, and the logged mean over the training batches.
 
     python plot.py RUN_DIR [--out DIR]     (DIR defaults to RUN_DIR)
+
+One more figure comes from a study, not a run (studies.py; RESULTS.md, "When does the weighting
+rule matter?"):
+
+  asymmetry.png       the student's clip_acc@1 (mean over seeds, std as error bars) under each
+                      teacher-weighting rule as the ViT teacher is made uncertain (left) or
+                      confidently wrong (right) on more of the classes.
+
+    python plot.py --asymmetry [--out docs]     (reads results/studies.csv)
 Nothing is measured here: every number comes from the two json files (docs/diagnostics.md).
 """
 import argparse
+import csv
 import math
 import os
 
@@ -160,11 +170,48 @@ def plot_weights_epochs(diag, path):
     plt.close(fig)
 
 
+def plot_asymmetry(csv_path, path):
+    """Student accuracy per weighting rule against the ViT teacher's fault (studies.py's map)."""
+    import studies  # the map's rules and steps name its rows
+    with open(csv_path) as f:
+        runs = [r for r in csv.DictReader(f) if r["study"] == "asymmetry"]
+    fig, axes = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
+    for ax, fault, title in zip(axes, ("uncertain", "wrong"), ("ViT uncertain", "ViT confidently wrong")):
+        steps = [("none", 0)] + [s for s in studies.STEPS if s[0] == fault]
+        for rule in studies.RULES:
+            values = [[float(r["clip_acc@1"]) for r in runs if r["row"] == f"{rule}_{k}{n or ''}"]
+                      for k, n in steps]
+            mean = [sum(v) / len(v) if v else math.nan for v in values]
+            std = [(sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
+                   for v, m in zip(values, mean)]
+            ax.errorbar([n for _, n in steps], mean, yerr=std, marker="o", capsize=3, label=rule)
+        ax.set_title(f"{title} on the first n of the classes")
+        ax.set_xlabel("n (classes with the fault)")
+        ax.set_xticks([n for _, n in steps])
+    axes[0].set_ylabel("student clip_acc@1 (validation)")
+    axes[0].legend(title="weighting rule")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("run_dir", help="a finished train.py run (its --out), e.g. runs/default")
-    p.add_argument("--out", default=None, help="folder for the PNGs (default: RUN_DIR)")
+    p.add_argument("run_dir", nargs="?", help="a finished train.py run (its --out), e.g. runs/default")
+    p.add_argument("--out", default=None, help="folder for the PNGs (default: RUN_DIR; --asymmetry: docs)")
+    p.add_argument("--asymmetry", action="store_true", help="draw studies.py's asymmetry map instead")
+    p.add_argument("--csv", default="results/studies.csv", help="--asymmetry: the studies' runs")
     a = p.parse_args(argv)
+    if a.asymmetry:
+        if not os.path.exists(a.csv):
+            raise SystemExit(f"plot.py: no {a.csv}; run `python studies.py report` after the runs")
+        path = os.path.join(a.out or "docs", "asymmetry.png")
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        plot_asymmetry(a.csv, path)
+        print(f"written: {path}")
+        return {"asymmetry": path}
+    if a.run_dir is None:
+        p.error("give a run folder (RUN_DIR) or --asymmetry")
     out = a.out or a.run_dir
     results = diagnostics.read_json(os.path.join(a.run_dir, "results.json"),
                                     "run train.py with this --out to the end first")

@@ -150,12 +150,15 @@ def main(argv=None):
     p.add_argument("--jobs", type=int, default=1, help="train.py processes side by side")
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.add_argument("--results", default="RESULTS.md", help="the file whose sections `report` rewrites")
+    p.add_argument("--csv", default=CSV, help="where `report` writes every finished run")
     a = p.parse_args(argv)
     if a.what == "run":
         return run(a.studies, a.jobs, a.threads)
     runs = collect()
-    os.makedirs(os.path.dirname(CSV), exist_ok=True)
-    with open(CSV, "w", newline="") as f:
+    if not runs:
+        raise SystemExit(f"studies.py: no finished runs under {OUT}; `python studies.py run` trains them")
+    os.makedirs(os.path.dirname(os.path.abspath(a.csv)), exist_ok=True)
+    with open(a.csv, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(runs[0]))
         w.writeheader()
         w.writerows(runs)
@@ -163,6 +166,7 @@ def main(argv=None):
     reports.write_section(a.results, "studies-zoo", zoo)
     reports.write_section(a.results, "studies-asymmetry", asym)
     print(zoo + "\n\n" + asym)
+    return runs
 
 
 if __name__ == "__main__":

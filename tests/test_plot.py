@@ -3,6 +3,8 @@ a run without diagnostics.json gets them computed first."""
 import shutil
 import struct
 
+import pytest
+
 import plot
 
 
@@ -28,3 +30,20 @@ def test_a_run_without_diagnostics_gets_them_computed_first(diagnosed_run, tmp_p
     paths = plot.main([str(run)])  # --out defaults to the run folder
     assert (run / "diagnostics.json").exists()
     assert all(p.startswith(str(run)) and png_size(p)[0] == 800 for p in paths.values())
+
+
+def test_the_asymmetry_map_is_drawn_from_a_studies_csv(tmp_path):
+    import csv
+    import studies
+    rows = [{"study": "asymmetry", "row": f"{rule}_{k}{n or ''}", "label": "", "seed": s,
+             "clip_acc@1": 50 + s + n, "video_acc@1": 50} for k, n in studies.STEPS for rule in studies.RULES
+            for s in (0, 1)]
+    path = tmp_path / "studies.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    out = plot.main(["--asymmetry", "--csv", str(path), "--out", str(tmp_path)])["asymmetry"]
+    assert png_size(out) == (plot.FIGSIZE[0] * plot.DPI, plot.FIGSIZE[1] * plot.DPI)
+    with pytest.raises(SystemExit, match="no .*studies.py report"):
+        plot.main(["--asymmetry", "--csv", str(tmp_path / "missing.csv")])
