@@ -153,7 +153,7 @@ def dist_loss(student_logits, target_logits, T=4.0):
     """
     with torch.autocast(device_type=student_logits.device.type, enabled=False):  # float32: exp
         p_s = F.softmax(student_logits.float() / T, dim=1)  # (B, C)
-        p_t = F.softmax(target_logits.detach().float() / T, dim=1)  # (B, C), a fixed target
+        p_t = F.softmax(target_logits.float().detach() / T, dim=1)  # (B, C), a fixed target
         inter = 1.0 - pearson(p_s, p_t, dim=1).mean()  # (B,) correlations over classes -> mean over B
         intra = 1.0 - pearson(p_s, p_t, dim=0).mean()  # (C,) correlations over the batch -> mean over C
         return T ** 2 * (inter + intra)
