@@ -53,6 +53,8 @@ def zoo_rows():
             "zoo_gate": ("+ KD only where the fused target is right (--kd-gate label)", [*full, "--kd-gate", "label"]),
             "zoo_camkd": ("+ label-aware weights (--weighting camkd)", [*full, "--weighting", "camkd"]),
             "zoo_alpha": ("+ half the KD weight (--alpha 0.5)", [*full, "--alpha", "0.5"]),
+            "zoo_T1": ("+ sharper targets (--T 1)", [*full, "--T", "1"]),
+            "zoo_ce_weight": ("+ half the CE weight (--ce-weight 0.5)", [*full, "--ce-weight", "0.5"]),
             "zoo_dist": ("+ DIST instead of KL, at T = 1 (--kd-loss dist --T 1)",
                          [*full, "--kd-loss", "dist", "--T", "1"]),
             "zoo_mixup": ("+ mixed clips (--mixup 0.4)", [*full, "--mixup", "0.4"])}
