@@ -178,14 +178,15 @@ def plot_asymmetry(csv_path, path):
     fig, axes = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI, sharey=True)
     for ax, fault, title in zip(axes, ("uncertain", "wrong"), ("ViT uncertain", "ViT confidently wrong")):
         steps = [("none", 0)] + [s for s in studies.STEPS if s[0] == fault]
-        for rule in studies.RULES:
+        for i, rule in enumerate(studies.RULES):
             values = [[float(r["clip_acc@1"]) for r in runs if r["row"] == f"{rule}_{k}{n or ''}"]
                       for k, n in steps]
             mean = [sum(v) / len(v) if v else math.nan for v in values]
             std = [(sum((x - m) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
                    for v, m in zip(values, mean)]
-            ax.errorbar([n for _, n in steps], mean, yerr=std, marker="o", capsize=3, label=rule)
-        ax.set_title(f"{title} on the first n of the classes")
+            shift = 0.08 * (i - (len(studies.RULES) - 1) / 2)  # side by side: the error bars stay apart
+            ax.errorbar([n + shift for _, n in steps], mean, yerr=std, marker="o", capsize=3, label=rule)
+        ax.set_title(f"{title} on n of 9 classes", fontsize=10)
         ax.set_xlabel("n (classes with the fault)")
         ax.set_xticks([n for _, n in steps])
     axes[0].set_ylabel("student clip_acc@1 (validation)")
